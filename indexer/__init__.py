@@ -1,0 +1,1 @@
+"""The index: discovery, chunking, symbol graph, lexical and dense stores, hybrid retrieval."""

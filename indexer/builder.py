@@ -1,0 +1,288 @@
+"""`repolm index`: bring the on-disk index in line with the repository, touching only what changed.
+
+Steps, each one small: discover files → compare with the current generation (size and mtime first,
+content hash when they differ) → redact and parse the added or changed files → store them as a new
+generation → embed chunks whose content is not in the cache → write the Tantivy generation → publish.
+Nothing a reader can see changes until `Store.publish`; a crash anywhere before it is undone by
+`Store.recover` on the next run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from repolm.config import Config
+
+from .code_chunks import module_name, parse_code
+from .dense import Embedder
+from .discovery import SKIP_GENERATED, Discovery, FoundFile, discover, is_generated, read_source
+from .doc_chunks import doc_language, parse_doc
+from .languages import language_for_path
+from .lexical import LexicalWriter, remove_stale
+from .records import ParsedFile, content_hash
+from .secrets import redact
+from .store import FileRow, Store, StoredChunk
+
+LOCK_NAME = "index.lock"
+
+# (stage, done, total) — the CLI draws a progress bar from it, the server sends $/progress.
+Progress = Callable[[str, int, int], None]
+
+
+class IndexBusyError(RuntimeError):
+    """Another `repolm index` holds the lock on this index."""
+
+
+@dataclass
+class IndexSummary:
+    root: str
+    generation: int
+    files: int = 0
+    chunks: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    renamed: int = 0
+    unchanged: int = 0
+    reparsed: int = 0
+    embedded: int = 0  # chunks embedded in this run (the rest came from the cache)
+    redactions: int = 0  # secrets replaced in this run's parsed files
+    redactions_total: int = 0
+    syntax_error_files: int = 0
+    invalid_utf8_files: int = 0
+    recovered_file_versions: int = 0  # left behind by an interrupted run and undone
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class _ParsedSource:
+    found: FoundFile
+    language: str
+    file_hash: str
+    parsed: ParsedFile
+    redactions: int
+
+
+def parse_source(path: str, text: str, max_chunk_lines: int) -> tuple[str, ParsedFile, int] | None:
+    """Redact, then chunk one file: (language, parsed, redactions), or None if no chunker applies."""
+    language = language_for_path(path) or doc_language(path, text)
+    if language is None:
+        return None
+    clean, redactions = redact(text, path)
+    if language_for_path(path):
+        parsed = parse_code(path, language, clean, max_chunk_lines=max_chunk_lines)
+    else:
+        parsed = ParsedFile(chunks=parse_doc(path, clean, max_chunk_lines=max_chunk_lines))
+    return language, parsed, len(redactions)
+
+
+@contextmanager
+def index_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / LOCK_NAME, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise IndexBusyError(f"another `repolm index` is updating {index_dir}") from error
+        yield
+
+
+def update_index(
+    root: Path,
+    config: Config,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+    rebuild: bool = False,
+) -> IndexSummary:
+    """Index `root` incrementally; returns what was done. `embedder=None` loads the configured one."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    index_dir = config.index_path(root)
+    report = progress or (lambda stage, done, total: None)
+    clock = _StageClock()
+    with index_lock(index_dir):
+        if rebuild:
+            _wipe(index_dir)
+        store = Store.open(index_dir, create=True)
+        try:
+            return _update(root, config, store, embedder, report, clock)
+        finally:
+            store.close()
+
+
+def _update(
+    root: Path, config: Config, store: Store, embedder: Embedder | None, report: Progress, clock: _StageClock
+) -> IndexSummary:
+    recovered = store.recover()
+    current = store.current_generation
+    generation = current + 1
+    summary = IndexSummary(str(root), current, recovered_file_versions=recovered)
+
+    with clock("discovery"):
+        found = discover(root, config.index)
+        known = store.alive_files(current)
+        to_parse, unchanged = _changed_files(root, found, known, store, config.index.max_file_bytes)
+    report("discovery", len(found.files), len(found.files))
+
+    with clock("parsing"):
+        parsed: list[_ParsedSource] = []
+        for done, item in enumerate(to_parse, 1):
+            source = _parse_one(root, item, config, found)
+            if source is not None:
+                parsed.append(source)
+            report("parsing", done, len(to_parse))
+
+    parsed_paths = {p.found.path for p in parsed}
+    gone = [row for path, row in known.items() if path not in unchanged or path in parsed_paths]
+    new_hashes = {p.file_hash for p in parsed if p.found.path not in known}
+    summary.renamed = sum(1 for row in gone if row.path not in parsed_paths and row.hash in new_hashes)
+    summary.added = sum(1 for p in parsed if p.found.path not in known) - summary.renamed
+    summary.changed = sum(1 for p in parsed if p.found.path in known)
+    summary.removed = sum(1 for row in gone if row.path not in parsed_paths) - summary.renamed
+    summary.unchanged = len(unchanged)
+    summary.reparsed = len(parsed)
+    summary.redactions = sum(p.redactions for p in parsed)
+    summary.syntax_error_files = sum(1 for p in parsed if p.parsed.syntax_errors)
+
+    if parsed or gone or current == 0:
+        with clock("graph"), store.transaction():
+            store.remove_file_versions(generation, [row.id for row in gone])
+            new_ids = [
+                store.add_file_version(
+                    generation,
+                    p.found.path,
+                    module_name(p.found.path),
+                    p.file_hash,
+                    p.found.size,
+                    p.found.mtime_ns,
+                    p.language,
+                    p.parsed,
+                    p.redactions,
+                )
+                for p in parsed
+            ]
+        new_chunks = list(store.chunks_of_files(new_ids))
+        with clock("embedding"):
+            summary.embedded = _embed_missing(
+                store, embedder or _configured_embedder(config), new_chunks, report
+            )
+        with clock("lexical"):
+            writer = LexicalWriter(store.path, generation, current if current else None)
+            writer.delete_files(row.id for row in gone)
+            for done, stored in enumerate(new_chunks, 1):
+                writer.add(stored.id, stored.file_id, stored.chunk)
+                if done % 500 == 0:
+                    report("lexical", done, len(new_chunks))
+            writer.commit()
+        summary.generation = generation
+    _fill_totals(summary, store, found)
+    summary.seconds = clock.seconds
+    if summary.generation == generation:
+        store.publish(generation, summary.to_json())
+        remove_stale(store.path, keep={generation, current})
+    return summary
+
+
+def _changed_files(
+    root: Path, found: Discovery, known: dict[str, FileRow], store: Store, max_bytes: int
+) -> tuple[list[FoundFile], set[str]]:
+    """Files to parse, and the paths whose stored version is still right."""
+    to_parse: list[FoundFile] = []
+    unchanged: set[str] = set()
+    for item in found.files:
+        row = known.get(item.path)
+        if row is None:
+            to_parse.append(item)
+        elif (row.size, row.mtime_ns) == (item.size, item.mtime_ns):
+            unchanged.add(item.path)
+        else:
+            source = read_source(root / item.path, max_bytes)
+            if not isinstance(source, str) and content_hash(source.text) == row.hash:
+                store.touch_file(row.id, item.mtime_ns)
+                unchanged.add(item.path)
+            else:
+                to_parse.append(item)
+    return to_parse, unchanged
+
+
+def _parse_one(root: Path, item: FoundFile, config: Config, found: Discovery) -> _ParsedSource | None:
+    source = read_source(root / item.path, config.index.max_file_bytes)
+    if isinstance(source, str):
+        found.skip(item.path, source)
+        return None
+    if is_generated(item.path, source.text):
+        found.skip(item.path, SKIP_GENERATED)
+        return None
+    if source.replaced_invalid_utf8:
+        found.invalid_utf8.append(item.path)
+    result = parse_source(item.path, source.text, config.index.max_chunk_lines)
+    if result is None:
+        found.skip(item.path, "unsupported file type")
+        return None
+    language, parsed, redactions = result
+    return _ParsedSource(item, language, content_hash(source.text), parsed, redactions)
+
+
+def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], report: Progress) -> int:
+    cached = store.cached_hashes(embedder.name)
+    todo: dict[str, str] = {}
+    for stored in chunks:
+        key = stored.chunk.hash
+        if key not in cached and key not in todo:
+            todo[key] = stored.chunk.embedding_text
+    keys = list(todo)
+    step = 512  # commit to the cache in slices: a killed run keeps what it already embedded
+    for start in range(0, len(keys), step):
+        batch = keys[start : start + step]
+        store.cache_embeddings(embedder.name, batch, embedder.encode([todo[k] for k in batch]))
+        report("embedding", min(start + step, len(keys)), len(keys))
+    return len(keys)
+
+
+def _configured_embedder(config: Config) -> Embedder:
+    index = config.index
+    return Embedder(index.embedding_model, index.embedding_max_tokens, index.embedding_batch_size)
+
+
+def _fill_totals(summary: IndexSummary, store: Store, found: Discovery) -> None:
+    summary.files, summary.chunks, summary.redactions_total = store.totals(summary.generation)
+    summary.skipped = dict(Counter(found.skipped).most_common())
+    summary.skipped_examples = found.examples
+    summary.invalid_utf8_files = len(found.invalid_utf8)
+
+
+def _wipe(index_dir: Path) -> None:
+    for entry in index_dir.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            os.unlink(entry)
+
+
+class _StageClock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)

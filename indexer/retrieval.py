@@ -1,0 +1,205 @@
+"""Reading the index: one generation's BM25, dense vectors and symbol graph, fused at query time.
+
+An `Index` pins the generation that was current when it opened, so a concurrent `repolm index`
+never changes what it sees; `refresh` moves it to a newer generation when one is published.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from repolm.config import Config, SearchConfig
+
+from .dense import DenseMatrix, Embedder
+from .graph import SymbolGraph
+from .lexical import LexicalReader
+from .records import Chunk
+from .store import IndexFormatError, Store, alive
+
+MODES = ("bm25", "dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """What retrieval must not return (evaluation: "nothing after the cursor in the target file")."""
+
+    exclude_paths: frozenset[str] = frozenset()
+    # (path, first_line, last_line): chunks overlapping these lines are dropped.
+    exclude_ranges: tuple[tuple[str, int, int], ...] = ()
+
+    def allows(self, path: str, start_line: int, end_line: int) -> bool:
+        if path in self.exclude_paths:
+            return False
+        return not any(
+            path == p and start_line <= last and end_line >= first for p, first, last in self.exclude_ranges
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    chunk: Chunk
+    score: float
+
+    def to_json(self, with_text: bool = False) -> dict[str, object]:
+        result: dict[str, object] = {
+            "path": self.chunk.path,
+            "start_line": self.chunk.start_line,
+            "end_line": self.chunk.end_line,
+            "symbol": self.chunk.symbol,
+            "kind": self.chunk.kind,
+            "language": self.chunk.language,
+            "score": round(self.score, 6),
+        }
+        if with_text:
+            result["text"] = self.chunk.text
+        return result
+
+
+@dataclass(frozen=True)
+class _Span:
+    path: str
+    start_line: int
+    end_line: int
+
+
+@dataclass
+class Index:
+    root: Path
+    config: Config
+    store: Store
+    generation: int
+    embedder: Embedder | None = None
+    _spans: dict[int, _Span] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: Path, config: Config, embedder: Embedder | None = None) -> Index:
+        """Open the current generation; raises IndexFormatError when there is no usable index."""
+        root = root.resolve()
+        store = Store.open(config.index_path(root))
+        index = cls(root, config, store, store.current_generation, embedder)
+        index._load()
+        return index
+
+    def close(self) -> None:
+        self.store.close()
+
+    def refresh(self) -> bool:
+        """Move to the newest published generation; True if there was one."""
+        newest = self.store.current_generation
+        if newest == self.generation:
+            return False
+        self.generation = newest
+        for cached in ("lexical", "dense", "graph"):
+            self.__dict__.pop(cached, None)
+        self._load()
+        return True
+
+    def _load(self) -> None:
+        rows = self.store.db.execute(
+            "SELECT c.id, f.path, c.start_line, c.end_line FROM chunks c JOIN files f ON f.id = c.file_id"
+            f" WHERE {alive('f', self.generation)}"
+        )
+        self._spans = {row[0]: _Span(*row[1:]) for row in rows}
+        if self.generation == 0:
+            raise IndexFormatError(f"the index at {self.store.path} has no complete generation yet")
+
+    # -- the three stores, loaded on first use -----------------------------------------------------
+
+    @cached_property
+    def lexical(self) -> LexicalReader:
+        return LexicalReader(self.store.path, self.generation)
+
+    @cached_property
+    def dense(self) -> DenseMatrix:
+        ids, vectors = self.store.alive_vectors(self.generation, self.query_embedder.name)
+        return DenseMatrix(ids, vectors)
+
+    @cached_property
+    def graph(self) -> SymbolGraph:
+        return SymbolGraph(self.store, self.generation)
+
+    @property
+    def query_embedder(self) -> Embedder:
+        if self.embedder is None:
+            index = self.config.index
+            self.embedder = Embedder(
+                index.embedding_model, index.embedding_max_tokens, index.embedding_batch_size
+            )
+        return self.embedder
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._spans)
+
+    # -- search ------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        mode: str | None = None,
+        k: int = 10,
+        where: SearchFilter | None = None,
+        per_file_cap: int | None = None,
+    ) -> list[Hit]:
+        settings = self.config.search
+        mode = mode or settings.mode
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        where = where or SearchFilter()
+        cap = settings.per_file_cap if per_file_cap is None else per_file_cap
+        pool = max(settings.candidates, k * 4)
+        ranked = self._ranked(query, mode, pool, settings)
+        chosen: list[tuple[int, float]] = []
+        per_file: Counter[str] = Counter()
+        for chunk_id, score in ranked:
+            span = self._spans.get(chunk_id)
+            if span is None or not where.allows(span.path, span.start_line, span.end_line):
+                continue
+            if cap and per_file[span.path] >= cap:
+                continue
+            per_file[span.path] += 1
+            chosen.append((chunk_id, score))
+            if len(chosen) == k:
+                break
+        stored = self.store.chunks_by_id([chunk_id for chunk_id, _ in chosen])
+        return [Hit(cid, stored[cid].chunk, score) for cid, score in chosen if cid in stored]
+
+    def _ranked(self, query: str, mode: str, pool: int, settings: SearchConfig) -> list[tuple[int, float]]:
+        if mode == "bm25":
+            return self.lexical.search(query, pool)
+        if mode == "dense":
+            return self.dense.search(self.query_embedder.encode_query(query), pool)
+        lexical = self.lexical.search(query, pool)
+        dense = self.dense.search(self.query_embedder.encode_query(query), pool)
+        if settings.fusion == "weighted":
+            return weighted_fusion(lexical, dense, settings.dense_weight)
+        return reciprocal_rank_fusion([lexical, dense], settings.rrf_k)
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
+    """Cormack et al.'s RRF: each list adds 1 / (k + rank) for the items it ranks (rank from 1)."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (item, _) in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def weighted_fusion(
+    lexical: list[tuple[int, float]], dense: list[tuple[int, float]], dense_weight: float
+) -> list[tuple[int, float]]:
+    """Min-max normalise each list's scores to [0, 1], then mix them; missing means 0."""
+    scores: dict[int, float] = {}
+    for ranking, weight in ((lexical, 1.0 - dense_weight), (dense, dense_weight)):
+        if not ranking:
+            continue
+        values = [score for _, score in ranking]
+        low, high = min(values), max(values)
+        spread = high - low or 1.0
+        for item, score in ranking:
+            scores[item] = scores.get(item, 0.0) + weight * (score - low) / spread
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))

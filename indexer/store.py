@@ -1,0 +1,342 @@
+"""The index's metadata store: files, chunks, symbol graph facts and the embedding cache, in SQLite.
+
+Generations make updates atomic. Every file version is a row stamped with the generation that added
+it (`gen_added`) and the one that removed it (`gen_removed`); chunks, definitions, references and
+imports hang off a file version. A reader fixes a generation G when it opens and sees exactly the
+file versions alive in G, so an update in progress (rows stamped G+1) is invisible until `publish`
+moves `current_generation` forward in one transaction. A crash before that leaves rows stamped
+above the current generation, which `recover` deletes. Rows that no reader can still see (removed
+two generations ago) are purged after each publish.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .records import Chunk, ParsedFile
+
+FORMAT_VERSION = 1
+DB_NAME = "index.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, module TEXT NOT NULL, hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, language TEXT NOT NULL, redactions INTEGER NOT NULL,
+    syntax_errors INTEGER NOT NULL, gen_added INTEGER NOT NULL, gen_removed INTEGER);
+CREATE INDEX IF NOT EXISTS files_by_path ON files(path);
+CREATE INDEX IF NOT EXISTS files_by_module ON files(module);
+CREATE INDEX IF NOT EXISTS files_by_gen ON files(gen_added, gen_removed);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL, scope TEXT NOT NULL,
+    language TEXT NOT NULL, text TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks(file_id);
+CREATE TABLE IF NOT EXISTS definitions (
+    id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, name TEXT NOT NULL, qualname TEXT NOT NULL,
+    kind TEXT NOT NULL, scope TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,
+    name_line INTEGER NOT NULL, name_col INTEGER NOT NULL, signature TEXT NOT NULL,
+    docstring TEXT NOT NULL, bases TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS definitions_by_file ON definitions(file_id);
+CREATE INDEX IF NOT EXISTS definitions_by_name ON definitions(name);
+CREATE INDEX IF NOT EXISTS definitions_by_qualname ON definitions(qualname);
+CREATE TABLE IF NOT EXISTS refs (
+    file_id INTEGER NOT NULL, name TEXT NOT NULL, expression TEXT NOT NULL, kind TEXT NOT NULL,
+    scope TEXT NOT NULL, line INTEGER NOT NULL, col INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS refs_by_file ON refs(file_id);
+CREATE INDEX IF NOT EXISTS refs_by_name ON refs(name);
+CREATE TABLE IF NOT EXISTS imports (
+    file_id INTEGER NOT NULL, alias TEXT NOT NULL, target TEXT NOT NULL, line INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS imports_by_file ON imports(file_id);
+CREATE INDEX IF NOT EXISTS imports_by_target ON imports(target);
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL, hash TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, hash));
+"""
+
+# Tables whose rows belong to one file version.
+_FILE_OWNED = ("chunks", "definitions", "refs", "imports")
+
+
+class IndexFormatError(RuntimeError):
+    """The folder holds no repolm index, a damaged one, or one of another format version."""
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    path: str
+    hash: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: int
+    file_id: int
+    chunk: Chunk
+
+
+def alive(alias: str, generation: int) -> str:
+    """SQL condition: the file version `alias` is part of `generation` (an int, never user text)."""
+    g = int(generation)
+    return f"({alias}.gen_added <= {g} AND ({alias}.gen_removed IS NULL OR {alias}.gen_removed > {g}))"
+
+
+class Store:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, index_dir: Path, create: bool = False) -> Store:
+        db_path = index_dir / DB_NAME
+        if not db_path.exists() and not create:
+            raise IndexFormatError(f"no repolm index at {index_dir} (run `repolm index` first)")
+        index_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(db_path, timeout=30, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            version = _meta_value(db, "format_version")
+        except sqlite3.DatabaseError as error:
+            raise IndexFormatError(f"{db_path} is not a readable repolm index: {error}") from error
+        if version is None:
+            if not create:
+                raise IndexFormatError(f"{db_path} is not a repolm index (no format version)")
+            db.executescript(_SCHEMA)
+            with _transaction(db):
+                _set_meta(db, "format_version", str(FORMAT_VERSION))
+                _set_meta(db, "current_generation", "0")
+        elif version != str(FORMAT_VERSION):
+            raise IndexFormatError(
+                f"{index_dir} holds index format {version}; this repolm reads format {FORMAT_VERSION}. "
+                "Delete the folder or run `repolm index --rebuild`."
+            )
+        return cls(db, index_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- generations -------------------------------------------------------------------------------
+
+    @property
+    def current_generation(self) -> int:
+        return int(_meta_value(self.db, "current_generation") or 0)
+
+    def recover(self) -> int:
+        """Undo what an interrupted update left behind; returns how many file versions it dropped."""
+        current = self.current_generation
+        with _transaction(self.db):
+            stale = [
+                row[0] for row in self.db.execute("SELECT id FROM files WHERE gen_added > ?", (current,))
+            ]
+            self._delete_file_versions(stale)
+            self.db.execute("UPDATE files SET gen_removed = NULL WHERE gen_removed > ?", (current,))
+        return len(stale)
+
+    def publish(self, generation: int, summary: dict[str, object]) -> None:
+        """Make `generation` the one readers open, then drop what only older readers could see."""
+        previous = self.current_generation
+        with _transaction(self.db):
+            _set_meta(self.db, "current_generation", str(generation))
+            _set_meta(self.db, "summary", json.dumps(summary))
+        with _transaction(self.db):
+            old = [r[0] for r in self.db.execute("SELECT id FROM files WHERE gen_removed <= ?", (previous,))]
+            self._delete_file_versions(old)
+
+    def totals(self, generation: int) -> tuple[int, int, int]:
+        """(files, chunks, secrets redacted) alive in `generation`."""
+        files, redactions = self.db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(redactions), 0) FROM files f WHERE {alive('f', generation)}"
+        ).fetchone()
+        (chunks,) = self.db.execute(
+            f"SELECT COUNT(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE {alive('f', generation)}"
+        ).fetchone()
+        return int(files), int(chunks), int(redactions)
+
+    def summary(self) -> dict[str, object]:
+        raw = _meta_value(self.db, "summary")
+        return json.loads(raw) if raw else {}
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def alive_files(self, generation: int) -> dict[str, FileRow]:
+        rows = self.db.execute(
+            f"SELECT id, path, hash, size, mtime_ns FROM files f WHERE {alive('f', generation)}"
+        )
+        return {row[1]: FileRow(*row) for row in rows}
+
+    def add_file_version(
+        self,
+        generation: int,
+        path: str,
+        module: str,
+        file_hash: str,
+        size: int,
+        mtime_ns: int,
+        language: str,
+        parsed: ParsedFile,
+        redactions: int,
+    ) -> int:
+        """Store one parsed file as a new version; the caller wraps many of these in a transaction."""
+        cursor = self.db.execute(
+            "INSERT INTO files (path, module, hash, size, mtime_ns, language, redactions, syntax_errors,"
+            " gen_added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, module, file_hash, size, mtime_ns, language, redactions, parsed.syntax_errors, generation),
+        )
+        file_id = int(cursor.lastrowid or 0)
+        self.db.executemany(
+            "INSERT INTO chunks (file_id, start_line, end_line, symbol, kind, scope, language, text, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (file_id, c.start_line, c.end_line, c.symbol, c.kind, c.scope, c.language, c.text, c.hash)
+                for c in parsed.chunks
+            ],
+        )
+        self.db.executemany(
+            "INSERT INTO definitions (file_id, name, qualname, kind, scope, start_line, end_line, name_line,"
+            " name_col, signature, docstring, bases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    file_id,
+                    d.name,
+                    d.qualname,
+                    d.kind,
+                    d.scope,
+                    d.start_line,
+                    d.end_line,
+                    d.name_line,
+                    d.name_col,
+                    d.signature,
+                    d.docstring,
+                    json.dumps(list(d.bases)),
+                )
+                for d in parsed.definitions
+            ],
+        )
+        self.db.executemany(
+            "INSERT INTO refs (file_id, name, expression, kind, scope, line, col)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(file_id, r.name, r.expression, r.kind, r.scope, r.line, r.col) for r in parsed.references],
+        )
+        self.db.executemany(
+            "INSERT INTO imports (file_id, alias, target, line) VALUES (?, ?, ?, ?)",
+            [(file_id, i.alias, i.target, i.line) for i in parsed.imports],
+        )
+        return file_id
+
+    def touch_file(self, file_id: int, mtime_ns: int) -> None:
+        """Same content, new timestamp: remember it so the next run need not read the file again."""
+        self.db.execute("UPDATE files SET mtime_ns = ? WHERE id = ?", (mtime_ns, file_id))
+
+    def remove_file_versions(self, generation: int, file_ids: Iterable[int]) -> None:
+        self.db.executemany(
+            "UPDATE files SET gen_removed = ? WHERE id = ?", [(generation, fid) for fid in file_ids]
+        )
+
+    def _delete_file_versions(self, file_ids: list[int]) -> None:
+        for start in range(0, len(file_ids), 500):
+            batch = file_ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for table in _FILE_OWNED:
+                self.db.execute(f"DELETE FROM {table} WHERE file_id IN ({marks})", batch)
+            self.db.execute(f"DELETE FROM files WHERE id IN ({marks})", batch)
+
+    # -- chunks ------------------------------------------------------------------------------------
+
+    def chunks_of_files(self, file_ids: list[int]) -> Iterator[StoredChunk]:
+        for start in range(0, len(file_ids), 500):
+            batch = file_ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            yield from self._chunk_rows(f"c.file_id IN ({marks})", batch)
+
+    def alive_chunks(self, generation: int) -> Iterator[StoredChunk]:
+        yield from self._chunk_rows(alive("f", generation), [])
+
+    def chunks_by_id(self, chunk_ids: list[int]) -> dict[int, StoredChunk]:
+        found: dict[int, StoredChunk] = {}
+        for start in range(0, len(chunk_ids), 500):
+            batch = chunk_ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            found.update((c.id, c) for c in self._chunk_rows(f"c.id IN ({marks})", batch))
+        return found
+
+    def _chunk_rows(self, condition: str, params: list[object]) -> Iterator[StoredChunk]:
+        rows = self.db.execute(
+            "SELECT c.id, c.file_id, f.path, c.language, c.start_line, c.end_line, c.symbol, c.kind, c.scope,"
+            f" c.text FROM chunks c JOIN files f ON f.id = c.file_id WHERE {condition} ORDER BY c.id",
+            params,
+        )
+        for row in rows:
+            yield StoredChunk(row[0], row[1], Chunk(*row[2:]))
+
+    # -- embeddings cache --------------------------------------------------------------------------
+
+    def cached_hashes(self, model: str) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT hash FROM embeddings WHERE model = ?", (model,))}
+
+    def cache_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
+        rows = [(model, h, v.astype(np.float32).tobytes()) for h, v in zip(hashes, vectors, strict=True)]
+        with _transaction(self.db):
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)", rows
+            )
+
+    def alive_vectors(self, generation: int, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, matrix) of every alive chunk that has an embedding under `model`."""
+        rows = self.db.execute(
+            "SELECT c.id, e.vector FROM chunks c JOIN files f ON f.id = c.file_id"
+            f" JOIN embeddings e ON e.model = ? AND e.hash = c.hash WHERE {alive('f', generation)}"
+            " ORDER BY c.id",
+            (model,),
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, matrix
+
+    def prune_embeddings(self, model: str) -> None:
+        """Forget vectors no stored chunk uses any more (the cache would otherwise only grow)."""
+        with _transaction(self.db):
+            self.db.execute(
+                "DELETE FROM embeddings WHERE model != ? OR hash NOT IN (SELECT hash FROM chunks)", (model,)
+            )
+
+    def transaction(self) -> _Transaction:
+        return _transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self.db.execute("COMMIT" if error is None else "ROLLBACK")
+
+
+def _transaction(db: sqlite3.Connection) -> _Transaction:
+    return _Transaction(db)
+
+
+def _meta_value(db: sqlite3.Connection, key: str) -> str | None:
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.OperationalError:
+        return None  # no meta table: not (yet) a repolm index
+    return row[0] if row else None
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -1,0 +1,1 @@
+"""repolm: a code assistant that learns one codebase."""

@@ -1,0 +1,273 @@
+"""`repolm` command line: argument parsing and printing only; the work lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from repolm.config import Config, ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CliError as error:
+        print(f"repolm: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("repolm: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="repolm", description="A code assistant that learns one codebase.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="index a repository (incremental)")
+    index.add_argument("path", nargs="?", default=".", help="repository root (default: current folder)")
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.add_argument("--rebuild", action="store_true", help="discard the index and build it anew")
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser("search", help="search the index")
+    search.add_argument("query", nargs="?", help="what to look for")
+    search.add_argument(
+        "--queries", type=Path, help="a file with one query per line; prints one JSON line each"
+    )
+    search.add_argument("--mode", choices=("bm25", "dense", "hybrid"), help="retriever (default: hybrid)")
+    search.add_argument("-k", type=int, default=10, help="number of hits (default: 10)")
+    search.add_argument("--fusion", choices=("rrf", "weighted"), help="how hybrid mode combines rankings")
+    search.add_argument("--per-file-cap", type=int, help="at most this many hits from one file (0: no cap)")
+    search.add_argument(
+        "--exclude-path", action="append", default=[], help="never return hits from this file"
+    )
+    search.add_argument(
+        "--repo", type=Path, default=Path("."), help="repository root (default: current folder)"
+    )
+    search.add_argument("--json", action="store_true", help="print hits as JSON")
+    search.set_defaults(run=_search)
+
+    status = commands.add_parser("status", help="what the index holds and what was skipped")
+    status.add_argument("path", nargs="?", default=".", help="repository root (default: current folder)")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=_status)
+
+    serve = commands.add_parser("serve", help="run the language server (stdio unless --tcp)")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.set_defaults(run=_serve)
+
+    complete = commands.add_parser("complete", help="complete code at FILE:LINE:COL (1-based)")
+    complete.add_argument("position", metavar="FILE:LINE:COL")
+    complete.add_argument("--repo", type=Path, help="repository root (default: found from FILE)")
+    complete.add_argument("--json", action="store_true", help="print details as JSON")
+    complete.set_defaults(run=_complete)
+
+    explain = commands.add_parser("explain", help="explain the symbol at FILE:LINE:COL (1-based) or SYMBOL")
+    explain.add_argument("target", metavar="FILE:LINE:COL|SYMBOL")
+    explain.add_argument("--repo", type=Path, help="repository root (default: found from FILE, or .)")
+    explain.add_argument("--card-only", action="store_true", help="the symbol card, without the model")
+    explain.add_argument("--json", action="store_true", help="print card and explanation as JSON")
+    explain.set_defaults(run=_explain)
+    return parser
+
+
+def _repo_and_config(path: Path) -> tuple[Path, Config]:
+    if not path.exists():
+        raise CliError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise CliError(f"{path}: not a folder")
+    root = path.resolve()
+    try:
+        return root, load_config(root)
+    except ConfigError as error:
+        raise CliError(str(error)) from error
+
+
+def _index(args: argparse.Namespace) -> int:
+    from repolm.indexer.builder import IndexBusyError, update_index
+    from repolm.indexer.store import IndexFormatError
+
+    from .progress import progress_bar
+
+    root, config = _repo_and_config(Path(args.path))
+    try:
+        with progress_bar(enabled=not args.json and sys.stderr.isatty()) as report:
+            summary = update_index(root, config, progress=report, rebuild=args.rebuild)
+    except (IndexBusyError, IndexFormatError, PermissionError) as error:
+        raise CliError(str(error)) from error
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        from .progress import print_index_summary
+
+        print_index_summary(summary.to_json())
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from repolm.indexer.retrieval import Index
+    from repolm.indexer.store import IndexFormatError
+
+    if (args.query is None) == (args.queries is None):
+        raise CliError("give a QUERY or --queries FILE (one of them)")
+    if args.k <= 0:
+        raise CliError("-k must be at least 1")
+    root, config = _repo_and_config(args.repo)
+    config = config.with_overrides("search", fusion=args.fusion, per_file_cap=args.per_file_cap)
+    try:
+        index = Index.open(root, config)
+    except IndexFormatError as error:
+        raise CliError(str(error)) from error
+    from repolm.indexer.retrieval import SearchFilter
+
+    where = SearchFilter(exclude_paths=frozenset(args.exclude_path))
+
+    def run(query: str) -> list[dict[str, object]]:
+        return [hit.to_json() for hit in index.search(query, mode=args.mode, k=args.k, where=where)]
+
+    if args.queries is not None:
+        _each_query(args.queries, run)
+        return 0
+    hits = run(args.query)
+    if args.json:
+        print(json.dumps(hits, indent=2))
+    else:
+        from .progress import print_hits
+
+        print_hits(args.query, hits)
+    return 0
+
+
+def _each_query(path: Path, run: Callable[[str], list[dict[str, object]]]) -> None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CliError(f"{path}: {error.strerror}") from error
+    for line in lines:
+        print(json.dumps(run(line) if line.strip() else []), flush=True)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from repolm.indexer.status import index_status
+    from repolm.indexer.store import IndexFormatError
+
+    root, config = _repo_and_config(Path(args.path))
+    try:
+        status = index_status(root, config)
+    except IndexFormatError as error:
+        raise CliError(str(error)) from error
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        from .progress import print_status
+
+        print_status(status)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    tcp = None
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not host or not port.isdigit():
+            raise CliError("--tcp takes HOST:PORT")
+        tcp = (host, int(port))
+    from repolm.server.lsp import serve
+
+    serve(tcp)
+    return 0
+
+
+def _file_position(target: str) -> tuple[Path, int, int] | None:
+    """FILE:LINE:COL with 1-based line and column, or None when `target` is not of that form."""
+    parts = target.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    line, column = int(parts[1]), int(parts[2])
+    if line < 1 or column < 1:
+        raise CliError(f"{target}: LINE and COL are 1-based")
+    return Path(parts[0]), line, column
+
+
+def _find_root(start: Path, config_markers: tuple[str, ...] = (".repolm", ".git", "repolm.toml")) -> Path:
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in config_markers):
+            return folder
+    return start
+
+
+def _engine(repo: Path | None, near: Path):
+    from repolm.server.engine import Engine
+
+    root, config = _repo_and_config(repo or _find_root(near.resolve()))
+    return Engine(root, config)
+
+
+def _complete(args: argparse.Namespace) -> int:
+    from repolm.server.completion import CompletionRequest, PositionError
+
+    where = _file_position(args.position)
+    if where is None:
+        raise CliError(f"{args.position}: expected FILE:LINE:COL")
+    path, line, column = where
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"{path}: cannot read it as text ({error})") from error
+    engine = _engine(args.repo, path.parent)
+    request = CompletionRequest(engine.relative(path), text, line - 1, column - 1)
+    try:
+        result = engine.complete(request)
+    except PositionError as error:
+        raise CliError(str(error)) from error
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.text)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from repolm.server.engine import NoIndexError
+
+    where = _file_position(args.target)
+    engine = _engine(args.repo, where[0].parent if where else Path("."))
+    buffers: dict[str, str] = {}
+    path = ""
+    try:
+        if where is None:
+            symbol = engine.symbol_named(args.target)
+        else:
+            file, line, column = where
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise CliError(f"{file}: cannot read it as text ({error})") from error
+            path = engine.relative(file)
+            buffers[path] = text
+            symbol = engine.symbol_at(path, text, line - 1, column - 1)
+        if symbol is None:
+            raise CliError(f"{args.target}: no symbol with a definition in the index there")
+        explanation = engine.explain(symbol, path, buffers, with_model=not args.card_only)
+    except NoIndexError as error:
+        raise CliError(str(error)) from error
+    if args.json:
+        print(json.dumps(explanation.to_json(), indent=2))
+    else:
+        print(explanation.markdown() if explanation.text else explanation.card.markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

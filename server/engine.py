@@ -1,0 +1,326 @@
+"""One workspace's live state: configuration, index, embedder, model, and the completion/explain cores.
+
+Plain Python, shared by the language server and the `complete` / `explain` / `serve` CLI commands. The
+heavy parts load lazily and once; the same `Embedder` serves index updates and queries. Index reads
+are serialized with `refresh`, so a reindex never changes the generation under a running search.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from repolm.indexer.builder import IndexSummary, update_index
+from repolm.indexer.dense import Embedder
+from repolm.indexer.graph import Symbol
+from repolm.indexer.retrieval import Index, SearchFilter
+from repolm.indexer.store import IndexFormatError
+
+from repolm.config import Config
+from repolm.model import Cancel, LoadedModel, load_model
+from repolm.prompt import Document
+
+from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest
+from .explain import DOC_LANGUAGES, Explainer, Explanation, resolve_name
+
+Progress = Callable[[str, int, int], None]
+ADAPTER_CHECK_SECONDS = 2.0  # how often a request may stat the adapter folder
+QUERY_CACHE_SIZE = 256
+
+
+class NoIndexError(RuntimeError):
+    """The workspace has no usable index yet."""
+
+
+class CachingEmbedder(Embedder):
+    """Query embeddings are cached: while the user types, most queries repeat the previous one."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
+
+    def encode_query(self, text: str) -> np.ndarray:
+        with self._queries_lock:
+            if text in self._queries:
+                self._queries.move_to_end(text)
+                return self._queries[text]
+        vector = super().encode_query(text)
+        with self._queries_lock:
+            self._queries[text] = vector
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
+
+
+class AdapterWatch:
+    """Notices when the adapter at a path changes: a new folder behind a symlink or rewritten files."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stamp = self._stamp()
+        self._checked = time.monotonic()
+
+    def _stamp(self) -> tuple[str, float]:
+        if not self.path:
+            return "", 0.0
+        folder = Path(self.path).expanduser().resolve()
+        try:
+            mtimes = [entry.stat().st_mtime for entry in os.scandir(folder) if entry.is_file()]
+        except OSError:
+            return str(folder), -1.0
+        return str(folder), max(mtimes, default=0.0)
+
+    def changed(self) -> bool:
+        """True once per change; cheap to call on every request (it stats at most every few seconds)."""
+        now = time.monotonic()
+        if now - self._checked < ADAPTER_CHECK_SECONDS:
+            return False
+        self._checked = now
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        return True
+
+
+class Engine:
+    def __init__(self, root: Path, config: Config) -> None:
+        self.root = root.resolve()
+        self.config = config
+        self._index: Index | None = None
+        self._index_lock = threading.RLock()
+        self._update_lock = threading.Lock()  # index updates run one at a time
+        self._embedder: CachingEmbedder | None = None
+        self._model: LoadedModel | None = None
+        self._model_lock = threading.Lock()
+        self._adapter = AdapterWatch(config.serve.adapter)
+        self.completer: Completer | None = None
+        self.explainer: Explainer | None = None
+
+    # -- lazily loaded parts -----------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> CachingEmbedder:
+        if self._embedder is None:
+            index = self.config.index
+            self._embedder = CachingEmbedder(
+                index.embedding_model, index.embedding_max_tokens, index.embedding_batch_size
+            )
+        return self._embedder
+
+    def index(self) -> Index | None:
+        """The open index, opening it on first use; None while the workspace has none."""
+        with self._index_lock:
+            if self._index is None:
+                try:
+                    self._index = Index.open(self.root, self.config, self.embedder)
+                except IndexFormatError:
+                    return None
+            return self._index
+
+    def model(self) -> LoadedModel:
+        with self._model_lock:
+            if self._model is None:
+                serve = self.config.serve
+                self._model = load_model(base=serve.model or None, adapter=serve.adapter or None)
+                self.completer = Completer(self._model, serve, self._search_code)
+                self.explainer = Explainer(self._model, serve)
+            elif self._adapter.changed():
+                # A newly promoted adapter: swap it in without reloading the base weights.
+                self._model.set_adapter(self.config.serve.adapter or None)
+                self._clear_caches()
+            return self._model
+
+    def _clear_caches(self) -> None:
+        if self.completer is not None:
+            self.completer.clear_cache()
+        if self.explainer is not None:
+            self.explainer = Explainer(self._model, self.config.serve)
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply new settings; a different base model reloads, a different adapter swaps in place."""
+        old, self.config = self.config, config
+        if old.index != config.index or old.search != config.search:
+            with self._index_lock:
+                if self._index is not None:
+                    self._index.close()
+                self._index = None
+                if old.index.embedding_model != config.index.embedding_model:
+                    self._embedder = None
+        with self._model_lock:
+            if self._model is None:
+                return
+            if old.serve.model != config.serve.model:
+                self._model = None
+                return
+            if old.serve.adapter != config.serve.adapter:
+                self._adapter = AdapterWatch(config.serve.adapter)
+                self._model.set_adapter(config.serve.adapter or None)
+            self.completer = Completer(self._model, config.serve, self._search_code)
+            self.explainer = Explainer(self._model, config.serve)
+
+    def _context_key(self) -> str:
+        """What cached answers depend on besides the request: the index generation and the adapter."""
+        index = self._index
+        return f"{index.generation if index else 0}|{self._adapter.stamp}"
+
+    # -- paths -------------------------------------------------------------------------------------
+
+    def relative(self, path: Path) -> str:
+        """Repo-relative POSIX path, or the absolute path for files outside the workspace."""
+        resolved = path.resolve()
+        try:
+            return resolved.relative_to(self.root).as_posix()
+        except ValueError:
+            return resolved.as_posix()
+
+    def read_lines(self, buffers: Mapping[str, str]) -> Callable[[str], Sequence[str] | None]:
+        """Lines of a repo file: the editor's buffer when it is open there, else the file on disk."""
+
+        def read(path: str) -> Sequence[str] | None:
+            if path in buffers:
+                return buffers[path].splitlines(keepends=True)
+            try:
+                return (self.root / path).read_text(encoding="utf-8").splitlines(keepends=True)
+            except (OSError, UnicodeDecodeError):
+                return None
+
+        return read
+
+    # -- retrieval ---------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, mode: str | None = None, where: SearchFilter | None = None):
+        index = self.index()
+        if index is None:
+            raise NoIndexError(f"no index at {self.config.index_path(self.root)} yet (run `repolm index`)")
+        with self._index_lock:
+            return index.search(query, mode=mode, k=k, where=where)
+
+    def _search_code(self, query: str, path: str, k: int) -> list[Document]:
+        """Code chunks from files other than the one being edited (its buffer goes to the prompt whole)."""
+        index = self.index()
+        if index is None:
+            return []
+        where = SearchFilter(exclude_paths=frozenset({path}))
+        with self._index_lock:
+            hits = index.search(query, k=k * 2, where=where, per_file_cap=PER_FILE_CAP)
+        code = [hit.chunk for hit in hits if hit.chunk.language not in DOC_LANGUAGES][:k]
+        return [Document(c.path, c.start_line, c.end_line, c.text, c.symbol) for c in code]
+
+    def _search_docs(self, query: str, k: int) -> list[Document]:
+        index = self.index()
+        if index is None or not query.strip():
+            return []
+        with self._index_lock:
+            hits = index.search(query, k=k * 5)
+        docs = [hit.chunk for hit in hits if hit.chunk.language in DOC_LANGUAGES][:k]
+        return [Document(c.path, c.start_line, c.end_line, c.text, c.symbol) for c in docs]
+
+    # -- features ----------------------------------------------------------------------------------
+
+    def complete(self, request: CompletionRequest, cancel: Cancel = None) -> Completion:
+        self.model()
+        assert self.completer is not None
+        self.index()  # opens the index on first use so the cache key names its generation
+        return self.completer.complete(request, cancel, self._context_key())
+
+    def symbol_at(self, path: str, text: str, line: int, character: int) -> Symbol | None:
+        """The definition the identifier at a 0-based position refers to, in the buffer's text."""
+        index = self.index()
+        if index is None:
+            raise NoIndexError("no index yet: nothing to resolve symbols against")
+        with self._index_lock:
+            return index.graph.definition_at(path, line + 1, character, text)
+
+    def symbol_named(self, name: str) -> Symbol | None:
+        index = self.index()
+        if index is None:
+            raise NoIndexError("no index yet: nothing to resolve symbols against")
+        with self._index_lock:
+            return resolve_name(index.graph, name)
+
+    def explain(
+        self,
+        symbol: Symbol,
+        path: str = "",
+        buffers: Mapping[str, str] | None = None,
+        with_model: bool = True,
+        cancel: Cancel = None,
+    ) -> Explanation:
+        index = self.index()
+        if index is None:
+            raise NoIndexError("no index yet")
+        if with_model:
+            self.model()
+        explainer = self.explainer or Explainer(None, self.config.serve)
+        with self._index_lock:
+            # The graph is read under the lock; generation runs after the card and sources are fixed.
+            return explainer.explain(
+                index.graph,
+                symbol,
+                self.read_lines(buffers or {}),
+                self._search_docs,
+                path,
+                cancel,
+                self._context_key(),
+                with_model,
+            )
+
+    # -- index updates -----------------------------------------------------------------------------
+
+    def update_index(self, progress: Progress | None = None, rebuild: bool = False) -> IndexSummary:
+        """Incremental update (one at a time), then move readers to the new generation."""
+        with self._update_lock:
+            summary = update_index(self.root, self.config, self.embedder, progress, rebuild)
+        with self._index_lock:
+            if self._index is None:
+                self.index()
+            else:
+                self._index.refresh()
+        return summary
+
+
+class BackgroundIndexer:
+    """A worker thread that runs index updates one after another; requests made meanwhile coalesce."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        progress: Callable[[], Progress | None] = lambda: None,
+        done: Callable[[IndexSummary | None, Exception | None], None] = lambda summary, error: None,
+    ) -> None:
+        self.engine = engine
+        self._progress = progress
+        self._done = done
+        self._wanted = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="repolm-indexer", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._idle.clear()
+        self._wanted.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            summary: IndexSummary | None = None
+            error: Exception | None = None
+            try:
+                summary = self.engine.update_index(self._progress())
+            except Exception as failure:  # reported to the client; the worker must survive
+                error = failure
+            self._done(summary, error)
+            if not self._wanted.is_set():
+                self._idle.set()

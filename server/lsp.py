@@ -1,0 +1,436 @@
+"""The repolm language server: one decorated function per LSP feature, each a thin adapter.
+
+Handlers convert protocol types to plain values, call the `Engine` (in a worker thread, so the event
+loop keeps reading `$/cancelRequest` and newer requests) and convert the answer back. Every handler is
+wrapped: a bad request gets a JSON-RPC error with a readable message and the server keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from repolm.indexer.builder import IndexBusyError, IndexSummary
+
+from repolm.config import Config, ConfigError, load_config
+
+from .completion import Completion, CompletionRequest, Latest, PositionError
+from .engine import BackgroundIndexer, Engine, NoIndexError
+from .explain import Explanation
+from .settings import apply_settings
+
+logger = logging.getLogger("repolm.server")
+
+PROGRESS_INTERVAL = 0.2  # seconds between $/progress reports
+REINDEX_TIMEOUT = 300.0
+# Problems with the request itself (answered as InvalidParams), as opposed to bugs (InternalError).
+_USER_ERRORS = (PositionError, NoIndexError, ConfigError, ValueError, TypeError, KeyError, IndexBusyError)
+
+T = TypeVar("T")
+
+
+class DocumentError(ValueError):
+    """A document the server cannot work on: unknown, binary or too large."""
+
+
+class RepolmServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("repolm", "0.1.0", text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.engine: Engine | None = None
+        self.indexer: BackgroundIndexer | None = None
+        self.file_config: Config = Config()  # repolm.toml; editor settings apply on top of it
+        self.latest = Latest()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._progress_token: str | None = None
+
+    # -- helpers used by the handlers --------------------------------------------------------------
+
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            raise NoIndexError("the server is not initialized yet")
+        return self.engine
+
+    def call_soon(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run `function` on the event loop: protocol output must not be written from worker threads."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(function, *args)
+
+    def log(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        self.call_soon(self.window_log_message, types.LogMessageParams(kind, message))
+
+    def document(self, uri: str) -> tuple[Path, str]:
+        """The file path and current text of a document: the open buffer, else the file on disk."""
+        if not isinstance(uri, str) or not uri:
+            raise DocumentError("missing document uri")
+        path = to_fs_path(uri)
+        if path is None:
+            raise DocumentError(f"{uri}: only file:// documents are supported")
+        engine = self.require_engine()
+        document = self.workspace.text_documents.get(uri)
+        if document is not None:
+            text = document.source
+        else:
+            try:
+                size = os.path.getsize(path)
+                if size > engine.config.serve.max_document_bytes:
+                    raise DocumentError(f"{uri}: too large ({size} bytes)")
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise DocumentError(f"{uri}: not an open document or a readable text file") from error
+        if len(text) > engine.config.serve.max_document_bytes:
+            raise DocumentError(f"{uri}: too large for completion ({len(text)} characters)")
+        if "\0" in text:
+            raise DocumentError(f"{uri}: binary content")
+        return Path(path), text
+
+    def cursor(self, uri: str, position: types.Position) -> CompletionRequest:
+        """A completion request at an LSP position (UTF-16 units by default) converted to code points."""
+        path, text = self.document(uri)
+        lines = text.splitlines()
+        if not lines or text.endswith(("\n", "\r")):
+            lines.append("")
+        if not 0 <= position.line < len(lines) or position.character < 0:
+            raise PositionError(f"line {position.line} is outside the document ({len(lines)} lines)")
+        line = lines[position.line]
+        codec = self.workspace.position_codec
+        units, column = 0, 0
+        for char in line:
+            if units >= position.character:
+                break
+            units += codec.client_num_units(char)
+            column += 1
+        return CompletionRequest(self.require_engine().relative(path), text, position.line, column)
+
+    def start_progress(self, title: str) -> Callable[[str, int, int], None]:
+        """Begin a work-done progress (when the client supports it); returns the `report` callback."""
+        window = self.client_capabilities.window
+        if not (window and window.work_done_progress):
+            return lambda stage, done, total: None
+        token = self._progress_token = str(uuid.uuid4())
+        progress = self.work_done_progress
+
+        def begin() -> None:
+            progress.create(token)
+            progress.begin(token, types.WorkDoneProgressBegin(title=title, percentage=0))
+
+        self.call_soon(begin)
+        last = [0.0]
+
+        def report(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_INTERVAL and done < total:
+                return
+            last[0] = now
+            percentage = int(100 * done / total) if total else None
+            value = types.WorkDoneProgressReport(message=f"{stage} {done}/{total}", percentage=percentage)
+            self.call_soon(progress.report, token, value)
+
+        return report
+
+    def end_progress(self, message: str) -> None:
+        token, self._progress_token = self._progress_token, None
+        if token is not None:
+            self.call_soon(self.work_done_progress.end, token, types.WorkDoneProgressEnd(message=message))
+
+    def index_done(self, summary: IndexSummary | None, error: Exception | None) -> None:
+        if error is not None:
+            self.end_progress(f"indexing failed: {error}")
+            self.log(f"repolm: indexing failed: {error}", types.MessageType.Error)
+        else:
+            self.end_progress("index up to date")
+            self.log(f"repolm: index updated: {summary.to_json() if summary else {}}")
+
+
+server = RepolmServer()
+
+
+async def in_thread(function: Callable[[], T], cancel: threading.Event | None = None) -> T:
+    """Run blocking work off the event loop; a `$/cancelRequest` (task cancellation) sets `cancel`."""
+    try:
+        return await asyncio.to_thread(function)
+    except asyncio.CancelledError:
+        if cancel is not None:
+            cancel.set()
+        raise
+
+
+def guarded(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn any failure of a request handler into a JSON-RPC error; the server never goes down."""
+
+    @functools.wraps(handler)
+    async def wrapper(ls: RepolmServer, *args: Any) -> T:
+        try:
+            return await handler(ls, *args)
+        except (asyncio.CancelledError, JsonRpcException):
+            raise
+        except (DocumentError, *_USER_ERRORS) as error:
+            raise JsonRpcInvalidParams(f"repolm: {error}") from error
+        except Exception as error:
+            logger.exception("repolm: %s failed", handler.__name__)
+            raise JsonRpcInternalError(f"repolm: {type(error).__name__}: {error}") from error
+
+    return wrapper
+
+
+def guarded_notification(handler: Callable[..., None]) -> Callable[..., None]:
+    """Notifications have no reply: failures are logged to the client instead."""
+
+    @functools.wraps(handler)
+    def wrapper(ls: RepolmServer, *args: Any) -> None:
+        try:
+            handler(ls, *args)
+        except Exception as error:
+            logger.exception("repolm: %s failed", handler.__name__)
+            ls.log(f"repolm: {handler.__name__}: {error}", types.MessageType.Warning)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lifecycle and workspace
+
+
+@server.feature(types.INITIALIZE)
+@guarded_notification
+def initialize(ls: RepolmServer, params: types.InitializeParams) -> None:
+    ls.loop = asyncio.get_running_loop()
+    root = Path(ls.workspace.root_path or os.getcwd())
+    try:
+        ls.file_config = load_config(root)
+    except ConfigError as error:
+        ls.log(f"repolm: {error}; using defaults", types.MessageType.Warning)
+    try:
+        config = apply_settings(ls.file_config, params.initialization_options)
+    except ConfigError as error:
+        ls.log(f"repolm: initializationOptions: {error}", types.MessageType.Warning)
+        config = ls.file_config
+    ls.engine = Engine(root, config)
+
+
+@server.feature(types.INITIALIZED)
+@guarded_notification
+def initialized(ls: RepolmServer, params: types.InitializedParams) -> None:
+    engine = ls.require_engine()
+
+    def progress() -> Callable[[str, int, int], None]:
+        return ls.start_progress("repolm: indexing")
+
+    ls.indexer = BackgroundIndexer(engine, progress, ls.index_done)
+    _watch_files(ls)
+    threading.Thread(target=_warm_up, args=(ls, engine), name="repolm-warm-up", daemon=True).start()
+
+
+def _warm_up(ls: RepolmServer, engine: Engine) -> None:
+    """Open (or build) the index and load the models, so the first completion does not wait for them."""
+    try:
+        if engine.index() is None and ls.indexer is not None:
+            ls.indexer.request()
+        engine.model()
+        _ = engine.embedder.model
+    except Exception as error:  # reported, never fatal: completions fall back to no retrieval
+        ls.log(f"repolm: warm-up failed: {error}", types.MessageType.Error)
+
+
+def _watch_files(ls: RepolmServer) -> None:
+    """Ask the client to send `didChangeWatchedFiles` for the workspace, when it can register dynamically."""
+    workspace = ls.client_capabilities.workspace
+    watched = workspace.did_change_watched_files if workspace else None
+    if not (watched and watched.dynamic_registration):
+        return
+    options = types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern="**/*")]
+    )
+    registration = types.Registration(
+        id=str(uuid.uuid4()), method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options
+    )
+    ls.client_register_capability(types.RegistrationParams(registrations=[registration]))
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+@guarded_notification
+def did_save(ls: RepolmServer, params: types.DidSaveTextDocumentParams) -> None:
+    if ls.indexer is not None:
+        ls.indexer.request()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+@guarded_notification
+def did_change_watched_files(ls: RepolmServer, params: types.DidChangeWatchedFilesParams) -> None:
+    engine = ls.require_engine()
+    index_dir = engine.config.index_path(engine.root)
+    changes = [c for c in params.changes if not (to_fs_path(c.uri) or "").startswith(str(index_dir))]
+    if changes and ls.indexer is not None:  # our own index writes must not trigger another update
+        ls.indexer.request()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+@guarded_notification
+def did_change_configuration(ls: RepolmServer, params: types.DidChangeConfigurationParams) -> None:
+    engine = ls.require_engine()
+    engine.reconfigure(apply_settings(ls.file_config, params.settings))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Completion
+
+
+async def _complete(ls: RepolmServer, uri: str, position: types.Position) -> Completion | None:
+    engine = ls.require_engine()
+    request = ls.cursor(uri, position)
+    flag = ls.latest.start()  # a newer request cancels this one through `flag`
+    result = await in_thread(lambda: engine.complete(request, flag), flag)
+    if result.finish_reason == "cancelled" or not result.text:
+        return None
+    return result
+
+
+@server.feature(
+    types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " ", "="])
+)
+@guarded
+async def completion(ls: RepolmServer, params: types.CompletionParams) -> types.CompletionList:
+    result = await _complete(ls, params.text_document.uri, params.position)
+    if result is None:
+        return types.CompletionList(is_incomplete=True, items=[])
+    here = types.Range(params.position, params.position)
+    item = types.CompletionItem(
+        label=result.text.strip().split("\n", 1)[0],
+        kind=types.CompletionItemKind.Snippet if result.multiline else types.CompletionItemKind.Text,
+        detail="repolm",
+        text_edit=types.TextEdit(range=here, new_text=result.text),
+        insert_text_format=types.InsertTextFormat.PlainText,
+        insert_text_mode=types.InsertTextMode.AsIs,  # the text carries its own indentation
+        filter_text=result.text,
+        sort_text="0",
+    )
+    # Incomplete: the answer depends on every keystroke, so the editor must ask again as the user types.
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+@guarded
+async def inline_completion(
+    ls: RepolmServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList:
+    result = await _complete(ls, params.text_document.uri, params.position)
+    if result is None:
+        return types.InlineCompletionList(items=[])
+    here = types.Range(params.position, params.position)
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=result.text, range=here)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hover and commands
+
+
+@server.feature(types.TEXT_DOCUMENT_HOVER)
+@guarded
+async def hover(ls: RepolmServer, params: types.HoverParams) -> types.Hover | None:
+    engine = ls.require_engine()
+    request = ls.cursor(params.text_document.uri, params.position)
+    symbol = await in_thread(
+        lambda: engine.symbol_at(request.path, request.text, request.line, request.character)
+    )
+    if symbol is None:
+        return None
+    cancel = threading.Event()
+    buffers = {request.path: request.text}
+    explanation = await in_thread(
+        lambda: engine.explain(symbol, request.path, buffers, cancel=cancel), cancel
+    )
+    markdown = explanation.markdown() if explanation.text else explanation.card.markdown()
+    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=markdown))
+
+
+@server.command("repolm.search")
+@guarded
+async def search_command(ls: RepolmServer, *args: Any) -> list[dict[str, object]]:
+    """Arguments: query, then optionally k and mode (or one object with those keys)."""
+    options = _arguments(args, ("query", "k", "mode"))
+    query, k, mode = options.get("query"), options.get("k", 10), options.get("mode")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("repolm.search needs a query string")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+        raise ValueError("k must be an integer from 1 to 100")
+    if mode is not None and not isinstance(mode, str):
+        raise ValueError("mode must be bm25, dense or hybrid")
+    engine = ls.require_engine()
+    hits = await in_thread(lambda: engine.search(query, k=k, mode=mode))
+    return [hit.to_json() for hit in hits]
+
+
+@server.command("repolm.explain")
+@guarded
+async def explain_command(ls: RepolmServer, *args: Any) -> dict[str, object]:
+    """Arguments: uri, line, character (0-based, as in LSP), or a symbol name."""
+    engine = ls.require_engine()
+    options = _arguments(args, ("uri", "line", "character"))
+    buffers: dict[str, str] = {}
+    path = ""
+    if "symbol" in options or (len(args) == 1 and isinstance(args[0], str)):
+        name = options.get("symbol", options.get("uri"))
+        if not isinstance(name, str) or not name:
+            raise ValueError("repolm.explain needs a symbol name or uri, line, character")
+        symbol = await in_thread(lambda: engine.symbol_named(name))
+        missing = f"no definition of {name!r} in the index"
+    else:
+        line, character = options.get("line"), options.get("character")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (line, character)):
+            raise ValueError("line and character must be integers")
+        request = ls.cursor(options.get("uri", ""), types.Position(line=line, character=character))
+        path, buffers = request.path, {request.path: request.text}
+        symbol = await in_thread(
+            lambda: engine.symbol_at(path, request.text, request.line, request.character)
+        )
+        missing = f"no symbol with a definition in the index at {path}:{line + 1}:{character + 1}"
+    if symbol is None:
+        return {"card": None, "explanation": missing}
+    cancel = threading.Event()
+    explanation: Explanation = await in_thread(
+        lambda: engine.explain(symbol, path, buffers, cancel=cancel), cancel
+    )
+    return explanation.to_json()
+
+
+@server.command("repolm.reindex")
+@guarded
+async def reindex_command(ls: RepolmServer, *args: Any) -> dict[str, object]:
+    """Update the index now and wait for it; answers with the new generation."""
+    engine = ls.require_engine()
+    if ls.indexer is None:
+        raise NoIndexError("the server is not initialized yet")
+    indexer = ls.indexer
+    indexer.request()
+    finished = await in_thread(lambda: indexer.wait_idle(REINDEX_TIMEOUT))
+    index = engine.index()
+    return {"done": finished, "generation": index.generation if index else 0}
+
+
+def _arguments(args: tuple[Any, ...], names: tuple[str, ...]) -> dict[str, Any]:
+    """Command arguments given positionally or as a single object."""
+    if len(args) == 1 and isinstance(args[0], dict):
+        return dict(args[0])
+    if len(args) > len(names):
+        raise ValueError(f"expected at most {len(names)} arguments ({', '.join(names)})")
+    return dict(zip(names, args, strict=False))
+
+
+def serve(tcp: tuple[str, int] | None = None) -> None:
+    """Run the server over stdio, or over TCP at (host, port)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if tcp is None:
+        server.start_io()
+    else:
+        server.start_tcp(*tcp)

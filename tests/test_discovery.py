@@ -1,0 +1,85 @@
+"""File discovery: ignore rules, size and type limits, symlink loops, and reasons for every skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import write_tree
+from repolm.indexer.discovery import (
+    SKIP_BINARY,
+    SKIP_EXCLUDED,
+    SKIP_IGNORED,
+    SKIP_SYMLINK_LOOP,
+    SKIP_TOO_LARGE,
+    SKIP_UNSUPPORTED,
+    SKIP_VENDORED,
+    SourceText,
+    discover,
+    read_source,
+)
+
+from repolm.config import IndexConfig
+
+
+def test_gitignore_nested_and_negated(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            ".gitignore": "*.log\nout/\nsecret_*.py\n",
+            "app/.gitignore": "local.py\n!keep.log\n",
+            "app/main.py": "x = 1\n",
+            "app/local.py": "x = 2\n",
+            "app/keep.log": "kept\n",
+            "app/debug.log": "dropped\n",
+            "out/gen.py": "x = 3\n",
+            "lib/out/also.py": "x = 4\n",
+            "secret_config.py": "x = 5\n",
+            "README.md": "# Hi\n",
+        },
+    )
+    found = discover(tmp_path, IndexConfig())
+    paths = [f.path for f in found.files]
+    assert paths == ["README.md", "app/main.py"]  # keep.log is re-included but .log is no supported type
+    assert found.skipped[SKIP_IGNORED] == 5  # local.py, debug.log, out/, lib/out/, secret_config.py
+    assert found.skipped[SKIP_UNSUPPORTED] == 3  # both .gitignore files and keep.log
+    assert "app/keep.log" in found.examples[SKIP_UNSUPPORTED]
+
+
+def test_include_exclude_globs_and_vendored(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "src/a.py": "a = 1\n",
+            "src/gen/b.py": "b = 1\n",
+            "tests/t.py": "t = 1\n",
+            "node_modules/x/index.js": "var x;\n",
+            "vendor/lib.go": "package lib\n",
+        },
+    )
+    config = IndexConfig(include=("src/",), exclude=("src/gen/",))
+    found = discover(tmp_path, config)
+    assert [f.path for f in found.files] == ["src/a.py"]
+    assert found.skipped[SKIP_VENDORED] == 2
+    assert found.skipped[SKIP_EXCLUDED] == 2  # src/gen (exclude) and tests/t.py (not included)
+
+
+def test_size_limit_and_symlink_loop(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"big.py": "x = 1\n" * 400, "small.py": "y = 2\n", "pkg/m.py": "z = 3\n"})
+    os.symlink(tmp_path, tmp_path / "pkg" / "loop")
+    found = discover(tmp_path, IndexConfig(max_file_bytes=1000))
+    assert [f.path for f in found.files] == ["pkg/m.py", "small.py"]
+    assert found.skipped[SKIP_TOO_LARGE] == 1
+    assert found.skipped[SKIP_SYMLINK_LOOP] == 1
+
+
+def test_read_source_binary_invalid_utf8_and_limits(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {"bin.py": b"\x7fELF\x00\x00\x01", "latin.py": b"name = '\xe9t\xe9'\n", "ok.py": "s = 'é'\n"},
+    )
+    assert read_source(tmp_path / "bin.py", 1000) == SKIP_BINARY
+    assert read_source(tmp_path / "ok.py", 3) == SKIP_TOO_LARGE
+    latin = read_source(tmp_path / "latin.py", 1000)
+    assert isinstance(latin, SourceText) and latin.replaced_invalid_utf8 and "\ufffd" in latin.text
+    assert read_source(tmp_path / "missing.py", 1000) == "unreadable"

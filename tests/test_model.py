@@ -1,0 +1,186 @@
+"""The model runtime against the real embedded SmolLM2-135M (converted once into the cache)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from repolm.model import (
+    DEFAULT_BASE,
+    LoadedModel,
+    StopRules,
+    build_once,
+    count_tokens,
+    default_model_dir,
+    generate,
+    load_gguf,
+    load_model,
+    vocab_of,
+)
+
+PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n"
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedModel:
+    return load_model(device="cpu")
+
+
+def logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(input_ids=torch.tensor([ids])).logits
+
+
+def test_converted_cache_matches_gguf(loaded: LoadedModel) -> None:
+    gguf_model, gguf_tokenizer = load_gguf()
+    ids = gguf_tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    assert loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"] == ids
+    assert torch.equal(logits(gguf_model, ids), logits(loaded.model, ids))
+    config = json.loads((default_model_dir() / "config.json").read_text())
+    assert "quantization_config" not in config
+
+
+def test_build_once_is_atomic_and_runs_once(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+
+    def failing(tmp: Path) -> None:
+        (tmp / "half.bin").write_text("partial")
+        raise RuntimeError("killed mid-conversion")
+
+    with pytest.raises(RuntimeError):
+        build_once(target, failing)
+    assert not target.exists()
+    assert not list(tmp_path.glob(".model.tmp-*"))
+
+    calls: list[int] = []
+    entered = threading.Event()
+
+    def slow(tmp: Path) -> None:
+        calls.append(1)
+        entered.set()
+        threading.Event().wait(0.2)  # the second caller arrives while this one holds the lock
+        (tmp / "config.json").write_text("{}")
+
+    first = threading.Thread(target=build_once, args=(target, slow))
+    first.start()
+    entered.wait()
+    assert build_once(target, slow) == target
+    first.join()
+    assert calls == [1]
+    assert (target / "config.json").read_text() == "{}"
+
+
+def test_load_model_identifiers_and_dtype(loaded: LoadedModel) -> None:
+    assert loaded.base == DEFAULT_BASE
+    assert loaded.adapter is None
+    assert loaded.device == torch.device("cpu")
+    assert next(loaded.model.parameters()).dtype == torch.float32
+
+
+def test_local_folder_works_as_base() -> None:
+    folder = str(default_model_dir())
+    other = load_model(base=folder, device="cpu")
+    assert other.base == folder
+    assert generate(other, PROMPT, max_new_tokens=4).tokens
+
+
+def test_missing_folder_is_refused_without_download(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_model(base=str(tmp_path / "nowhere"))
+
+
+def test_greedy_loop_matches_transformers_generate(loaded: LoadedModel) -> None:
+    ids = loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        reference = loaded.model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=loaded.tokenizer.eos_token_id,
+        )[0, len(ids) :].tolist()
+    result = generate(loaded, ids, max_new_tokens=12)
+    assert result.tokens == reference
+    assert result.finish_reason == "length"
+    assert result.text == loaded.tokenizer.decode(reference)
+
+
+def test_prompt_cache_reuses_common_prefix(loaded: LoadedModel) -> None:
+    loaded._prompt_cache.clear()
+    first = generate(loaded, PROMPT, max_new_tokens=3)
+    assert first.prefill_tokens == count_tokens(loaded.tokenizer, PROMPT)
+    longer = PROMPT + "    return fibonacci(n - 1) +"
+    warm = generate(loaded, longer, max_new_tokens=6)
+    total = count_tokens(loaded.tokenizer, longer)
+    assert warm.prefill_tokens <= total - count_tokens(loaded.tokenizer, PROMPT) + 1
+    loaded._prompt_cache.clear()
+    cold = generate(loaded, longer, max_new_tokens=6)
+    assert cold.prefill_tokens == total
+    assert cold.tokens == warm.tokens
+
+
+def test_single_line_stop(loaded: LoadedModel) -> None:
+    result = generate(loaded, "import os\nimport sys\nimport", 24, StopRules(single_line=True))
+    assert result.finish_reason == "stop"
+    assert result.text.strip() and "\n" not in result.text
+
+
+def test_cancellation_is_checked_every_token(loaded: LoadedModel) -> None:
+    event = threading.Event()
+    event.set()
+    assert generate(loaded, PROMPT, 8, cancel=event).finish_reason == "cancelled"
+    checks = iter(range(100))
+    result = generate(loaded, PROMPT, 20, cancel=lambda: next(checks) >= 3)
+    assert result.finish_reason == "cancelled"
+    assert len(result.tokens) == 3
+
+
+def test_healed_text_is_reproduced(loaded: LoadedModel) -> None:
+    result = generate(loaded, "def f(x):", 12, StopRules(single_line=True), healed="\n    ")
+    assert result.text.startswith("\n    ")
+    assert result.text[5:].strip() and "\n" not in result.text[5:]
+
+
+def test_stop_rules() -> None:
+    assert StopRules(single_line=True).cut("x = 1\ny") == 5
+    assert StopRules(single_line=True).cut("\n  x") is None  # no text yet before the newline
+    assert StopRules(stop_strings=("END",)).cut("abcEND") == 3
+    dedent = StopRules(base_indent=4)
+    body = "x = 1\n    y = 2\n\nz = 3\n"
+    assert body[: dedent.cut(body)] == "x = 1\n    y = 2"
+    assert dedent.cut("x = 1\n    y = 2\n  ") is None  # indentation unfinished until text appears
+    assert dedent.cut("x = 1\n        y") is None
+
+
+def test_vocab_pieces_decode_multibyte_text(loaded: LoadedModel) -> None:
+    text = "naïve = '日本語 ✓ 🙂'"
+    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    vocab = vocab_of(loaded.tokenizer)
+    assert b"".join(vocab.piece(i) for i in ids) == text.encode()
+    assert vocab.is_stop(loaded.tokenizer.eos_token_id)
+
+
+def test_set_adapter_swaps_without_reloading(tmp_path: Path, loaded: LoadedModel) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    trainee = load_model(base=str(default_model_dir()), device="cpu")
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(trainee.model, config).save_pretrained(tmp_path / "adapter")
+
+    ids = loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    base_logits = logits(loaded.model, ids)
+    served = load_model(adapter=tmp_path / "adapter", device="cpu")
+    adapted = logits(served.model, ids)
+    assert served.adapter == tmp_path / "adapter"
+    assert not torch.allclose(adapted, base_logits)
+
+    served.set_adapter(None)
+    assert served.adapter is None
+    assert torch.allclose(logits(served.model, ids), base_logits)
+    served.set_adapter(tmp_path / "adapter")
+    served.set_adapter(tmp_path / "adapter")  # swapping for a new version replaces the old one
+    assert torch.allclose(logits(served.model, ids), adapted)
+    assert len(served.model.peft_config) == 1

@@ -1,0 +1,144 @@
+"""The prompt contract with the real SmolLM2 tokenizer (and one real greedy generation)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from repolm.model import LoadedModel, StopRules, count_tokens, generate, load_model
+from repolm.prompt import (
+    Document,
+    Prompt,
+    PromptRequest,
+    build_prompt,
+    comment_prefix,
+    completion_from_generation,
+)
+
+UTIL = Document("pkg/util.py", 12, 14, "def double(x):\n    return x * 2\n", "pkg.util.double")
+BIG = Document(
+    "pkg/big.py", 1, 40, "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(20)), "pkg.big"
+)
+PREFIX = "".join(f"value_{i} = compute({i})\n" for i in range(60)) + "def f(x):\n    "
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedModel:
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(loaded: LoadedModel) -> Any:
+    return loaded.tokenizer
+
+
+def complete(
+    tokenizer: Any, budget: int, prefix: str = PREFIX, path: str = "app/main.py", docs=(UTIL,)
+) -> Prompt:
+    return build_prompt(PromptRequest("complete", docs, prefix=prefix, path=path), tokenizer, budget)
+
+
+def test_comment_prefix_follows_the_language() -> None:
+    assert comment_prefix("a/b.py") == "#"
+    assert comment_prefix("src/x.ts") == "//"
+    assert comment_prefix("main.go") == "//"
+    assert comment_prefix("lib.rs") == "//"
+    assert comment_prefix("App.java") == "//"
+
+
+def test_completion_layout(tokenizer: Any) -> None:
+    prompt = complete(tokenizer, 2000, docs=(UTIL, BIG))
+    text = prompt.text + prompt.healed
+    assert "# Path: pkg/util.py:12-14\ndef double(x):\n" in text
+    assert text.endswith("# Path: app/main.py\n" + PREFIX)
+    # The best snippet sits right above the current file.
+    assert text.index("pkg/big.py") < text.index("pkg/util.py") < text.index("app/main.py")
+    assert prompt.documents == (UTIL, BIG)
+    js = complete(tokenizer, 2000, prefix="const x = ", path="web/app.js")
+    assert "// Path: pkg/util.py:12-14" in js.text and "// Path: web/app.js\n" in js.text
+
+
+@pytest.mark.parametrize("budget", [60, 120, 250, 400, 800])
+def test_budget_is_never_exceeded(tokenizer: Any, budget: int) -> None:
+    prompt = complete(tokenizer, budget, docs=(UTIL, BIG))
+    assert len(prompt.input_ids) <= budget
+    assert prompt.input_ids == tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    # The prefix keeps its most recent lines: the cursor line and the one above it survive.
+    assert (prompt.text + prompt.healed).endswith("value_59 = compute(59)\ndef f(x):\n    ")
+    assert prompt == complete(tokenizer, budget, docs=(UTIL, BIG))  # deterministic
+
+
+def test_documents_fit_in_rank_order_and_are_cut_at_lines(tokenizer: Any) -> None:
+    prompt = complete(tokenizer, 420, docs=(UTIL, BIG))
+    assert prompt.documents[0] == UTIL
+    assert len(prompt.documents) == 2
+    cut = prompt.documents[1]
+    assert cut.end_line < BIG.end_line
+    assert cut.text == "".join(BIG.text.splitlines(keepends=True)[: cut.end_line - cut.start_line + 1])
+    assert f"# Path: pkg/big.py:1-{cut.end_line}\n" in prompt.text
+    tight = complete(tokenizer, 120, docs=(BIG, UTIL))
+    assert all(d.path != "pkg/big.py" or d.end_line < BIG.end_line for d in tight.documents)
+
+
+def test_healing_ends_prompt_at_a_natural_boundary(tokenizer: Any) -> None:
+    prompt = complete(tokenizer, 300, prefix="def f(x):\n    ")
+    assert prompt.healed == "\n    "
+    assert prompt.text.endswith("def f(x):")
+    last = tokenizer.convert_ids_to_tokens(prompt.input_ids[-1:])[0]
+    assert last == "):"
+    word = complete(tokenizer, 300, prefix="items = []\nitems.app")
+    assert word.healed == "app" and word.text.endswith("items.")
+    digits = complete(tokenizer, 300, prefix="x = [1, 2")
+    assert digits.healed == " 2"
+    nothing = complete(tokenizer, 300, prefix="")
+    assert nothing.healed == "" and nothing.text.endswith("# Path: app/main.py\n")
+
+
+def test_real_generation_inserts_without_newline_or_extra_indent(loaded: LoadedModel) -> None:
+    request = PromptRequest("complete", (UTIL,), prefix="def triple(x):\n    ", path="app/main.py")
+    prompt = build_prompt(request, loaded.tokenizer, 300)
+    generation = generate(loaded, prompt.input_ids, 24, StopRules(single_line=True), healed=prompt.healed)
+    insertion = completion_from_generation(prompt, generation.text)
+    assert insertion.strip()
+    assert not insertion.startswith(("\n", " ", "\t"))
+    assert "\n" not in insertion
+
+
+def test_completion_from_generation_adjusts_unconstrained_text() -> None:
+    indented = Prompt("def f(x):", [], (), "\n    ")
+    assert completion_from_generation(indented, "\n    return x") == "return x"
+    assert completion_from_generation(indented, "\n        return x") == "return x"
+    assert completion_from_generation(indented, "return x") == "return x"
+    assert completion_from_generation(indented, "\n\n    return x") == "return x"
+    word = Prompt("items.", [], (), "app")
+    assert completion_from_generation(word, "append(1)") == "end(1)"
+    assert completion_from_generation(word, "extend(1)") == ""
+    plain = Prompt("x = ", [], (), "")
+    assert completion_from_generation(plain, "1") == "1"
+
+
+def test_explain_prompt(tokenizer: Any) -> None:
+    request = PromptRequest("explain", (UTIL, BIG), question="What does double do?", path="app/main.py")
+    prompt = build_prompt(request, tokenizer, 2000)
+    assert prompt.text.startswith("<|im_start|>system\n")
+    assert prompt.text.endswith("<|im_start|>assistant\n")
+    assert "[1] pkg/util.py:12-14\ndef double(x):" in prompt.text
+    assert "[2] pkg/big.py:1-40\n" in prompt.text
+    assert "##begin_quote##" in prompt.text and "<ANSWER>:" in prompt.text and "path:line" in prompt.text
+    assert prompt.healed == "" and prompt.documents == (UTIL, BIG)
+
+    small = build_prompt(request, tokenizer, 250)
+    assert len(small.input_ids) <= 250
+    assert small.documents[0] == UTIL and len(small.documents) <= 2
+    assert count_tokens(tokenizer, small.text) == len(small.input_ids)
+
+
+def test_explain_without_chat_template(tokenizer: Any) -> None:
+    plain = copy.copy(tokenizer)
+    plain.chat_template = None
+    request = PromptRequest("explain", (UTIL,), question="What does double do?")
+    prompt = build_prompt(request, plain, 500)
+    assert "<|im_start|>" not in prompt.text
+    assert prompt.text.endswith("Answer:\n") and "[1] pkg/util.py:12-14" in prompt.text

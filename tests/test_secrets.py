@@ -1,0 +1,162 @@
+"""Secret redaction: planted secrets vanish, ordinary code stays byte-identical, line numbers hold."""
+
+from __future__ import annotations
+
+import pytest
+from repolm.indexer.secrets import REDACTION_MARKER, redact
+
+# One planted example per kind (format-valid, not real). Key: (line template, secret substring).
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0Ijox"
+    "NTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+AZURE_KEY = "Zm9vYmFy" * 11
+PLANTED = {
+    "aws access key id": ('aws_access_key_id = "{}"', "AKIAIOSFODNN7EXAMPLE"),
+    "aws secret key": ('aws_secret_access_key = "{}"', "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    "azure storage key": (
+        'conn = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={}"',
+        AZURE_KEY,
+    ),
+    "google api key": ('GOOGLE = "{}"', "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"),
+    "github token": ('GH = "{}"', "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"),
+    "github fine-grained pat": ('GH = "{}"', "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuv"),
+    "gitlab token": ('GL = "{}"', "glpat-xY7zQ2wR9tL4mN8vB3cK"),
+    "slack token": ('SLACK = "{}"', "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
+    "stripe key": ('STRIPE = "{}"', "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    "openai project key": ('client = OpenAI(api_key="{}")', "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"),
+    "openai legacy key": ('OPENAI = "{}"', "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"),
+    "generic api key": ('api_key = "{}"', "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"),
+    "high-entropy token": ('session_token = "{}"', "Zx8QpL2mN7vR4tY9wK3sJ6hG1fD5aB0c"),
+    "low-entropy password": ('db_password = "{}"', "Hunter2Hunter2"),
+    "jwt": ('JWT = "{}"', JWT),
+    "basic auth url": ('DB = "postgres://admin:{}@db.example.com:5432/app"', "s3cr3tP4ss"),
+    "bearer header": ('headers = {{"Authorization": "Bearer {}"}}', "abcDEF123ghiJKL456mnoPQR"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_planted_secret_is_redacted(name: str) -> None:
+    template, secret = PLANTED[name]
+    text = f"import os\n\n{template.format(secret)}\nprint('done')\n"
+    out, found = redact(text, "app/config.py")
+    assert secret not in out
+    assert REDACTION_MARKER in out
+    assert out.count("\n") == text.count("\n")
+    assert [r.line for r in found] == [3]
+    # Only the value goes: the name before it and the lines around it are untouched.
+    assert out.splitlines()[2].startswith(template.split("{")[0].rstrip("'\""))
+    assert out.splitlines()[0] == "import os" and out.splitlines()[3] == "print('done')"
+
+
+def test_secret_repeated_on_an_unprobed_line_is_also_removed() -> None:
+    text = 'db_password = "Hunter2Hunter2"\n# the old password Hunter2Hunter2 still works\n'
+    out, found = redact(text, "a.py")
+    assert "Hunter2Hunter2" not in out
+    assert [r.line for r in found] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'password = request.POST["password"]',
+        "token = get_token()",
+        "secret_key = settings.SECRET_KEY",
+        'password = "%s"',
+        'query = {"password": "%(password)s"}',
+        'label = "Enter your password"',
+        'PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]',
+        'password_field = "password"',
+        "for key, value in sorted(d.items(), key=lambda kv: kv[0]):",
+        'url = "https://example.com/path?x=1"',
+        'tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")',
+        "from sklearn import base  # sk-learn-compatible-estimator",
+        'API_KEY = os.environ["API_KEY"]',
+        'headers = {"Authorization": f"Bearer {token}"}',
+    ],
+)
+def test_ordinary_code_is_untouched(line: str) -> None:
+    text = f"def f(request):\n    {line}\n"
+    assert redact(text, "views.py") == (text, [])
+
+
+def test_multi_line_private_key_keeps_begin_end_and_line_count() -> None:
+    body = [
+        "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi6Z2Ek5D3XqWjx8Uu5c9Pz6wFq",
+        "kYbJj0sL1mNoPqRsTuVwXyZa2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R9s0T1u",
+        "Zm9vYmFyYmF6",
+    ]
+    begin, end = "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"
+    text = "\n".join(["KEY = '''", begin, *body, end, "'''", "x = 1"])
+    out, found = redact(text, "keys.py")
+    lines = out.split("\n")
+    assert len(lines) == len(text.split("\n"))
+    assert lines[1] == begin and lines[5] == end
+    assert lines[2:5] == [REDACTION_MARKER] * 3
+    assert lines[7] == "x = 1"
+    assert all(part not in out for part in body)
+    assert {r.secret_type for r in found} == {"Private Key"}
+
+
+def test_truncated_private_key_redacts_only_key_material() -> None:
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\n  b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n"
+    text = key + "def after():\n    pass\n"
+    out, _ = redact(text, "id_ed25519")
+    assert out.split("\n")[1:4] == [f"  {REDACTION_MARKER}", "def after():", "    pass"]
+
+
+def test_private_key_on_one_line_as_in_service_account_json() -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+    key = f"-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n"
+    text = f'{{"type": "service_account",\n "private_key": "{key}"}}\n'
+    out, found = redact(text, "gcp-sa.json")
+    assert body not in out and "-----END PRIVATE KEY-----" in out
+    assert [r.line for r in found] == [2]
+
+
+def test_env_file_values_are_redacted_but_flags_and_references_stay() -> None:
+    text = (
+        "# local settings\nDEBUG=true\nPORT=8000\nDATABASE_PASSWORD=hunter2secret\n"
+        "STRIPE='rk_abc123xyz'\nEMPTY=\nHOME_DIR=${HOME}\n"
+    )
+    out, found = redact(text, "deploy/.env.production")
+    assert out.split("\n") == [
+        "# local settings",
+        "DEBUG=true",
+        "PORT=8000",
+        f"DATABASE_PASSWORD={REDACTION_MARKER}",
+        f"STRIPE='{REDACTION_MARKER}'",
+        "EMPTY=",
+        "HOME_DIR=${HOME}",
+        "",
+    ]
+    assert [r.line for r in found] == [4, 5]
+
+
+@pytest.mark.parametrize("path", [".env", "config/.env.local", "prod.env"])
+def test_env_file_names(path: str) -> None:
+    out, _ = redact("SERVICE=x9y8z7w6\n", path)
+    assert "x9y8z7w6" not in out
+
+
+def test_secret_assignments_in_scripts_and_configs() -> None:
+    script = "export DB_PASSWORD=Tr0ub4dor3x\npython train.py --tokenizer=bert-base --password=PASSWORD\n"
+    out, found = redact(script, "deploy.sh")
+    assert "Tr0ub4dor3x" not in out
+    assert "--tokenizer=bert-base --password=PASSWORD" in out  # a flag and a placeholder name
+    assert [r.line for r in found] == [1]
+
+    yaml = "database:\n  password: s3cr3t-yaml  # prod\n  user: admin\n"
+    out, _ = redact(yaml, "settings.yaml")
+    assert out == f"database:\n  password: {REDACTION_MARKER}  # prod\n  user: admin\n"
+
+
+def test_empty_and_binary_looking_input() -> None:
+    assert redact("", "a.py") == ("", [])
+    text = "\x00\xff\ufffd key=\n" * 3
+    assert redact(text, "blob.txt") == (text, [])
+
+
+def test_specific_detector_names_the_secret() -> None:
+    _, found = redact('GITHUB_TOKEN = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"\n', "settings.py")
+    assert [r.secret_type for r in found] == ["GitHub Token"]  # not the generic entropy finding

@@ -1,0 +1,1 @@
+"""RAFT dataset, fine-tuning, evaluation and the adapter registry."""
