@@ -244,7 +244,8 @@ def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], 
         key = stored.chunk.hash
         if key not in cached and key not in todo:
             todo[key] = stored.chunk.embedding_text
-    keys = list(todo)
+    # Similar lengths side by side: each batch is padded to its longest text, so this saves work.
+    keys = sorted(todo, key=lambda key: len(todo[key]))
     step = 512  # commit to the cache in slices: a killed run keeps what it already embedded
     for start in range(0, len(keys), step):
         batch = keys[start : start + step]

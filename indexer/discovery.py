@@ -141,7 +141,9 @@ def _walk(
             found.skip(rel, SKIP_UNREADABLE)
             continue
         is_dir = stat.S_ISDIR(entry_stat.st_mode)
-        if is_dir and (entry.name in config.skip_dirs or rel == index_dir):
+        if is_dir and rel == index_dir:
+            continue  # our own output, not part of the repository
+        if is_dir and entry.name in config.skip_dirs:
             found.skip(rel + "/", SKIP_VENDORED)
         elif _ignored(rel, is_dir, rules):
             found.skip(rel + ("/" if is_dir else ""), SKIP_IGNORED)

@@ -1,0 +1,64 @@
+"""The `repolm` command line as users and scripts call it: real subprocesses, real index."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import write_tree
+
+REPO = {
+    "geometry/shapes.py": (
+        "class Circle:\n"
+        '    """A circle given by its radius."""\n'
+        "\n"
+        "    def area(self):\n"
+        "        return 3.14159 * self.radius ** 2\n"
+    ),
+    "README.md": "# Geometry\n\nShapes and their areas.\n",
+    "logo.py": b"\x89PNG\r\n\x1a\n\x00\x00",
+}
+
+
+def repolm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "repolm.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_index_search_queries_and_status(tmp_path: Path) -> None:
+    write_tree(tmp_path, REPO)
+    indexed = repolm("index", str(tmp_path), "--json")
+    assert indexed.returncode == 0, indexed.stderr
+    summary = json.loads(indexed.stdout)
+    assert summary["files"] == 2 and summary["skipped"] == {"binary": 1}
+
+    hits = json.loads(repolm("search", "circle area radius", "--repo", str(tmp_path), "--json", "-k", "2").stdout)
+    assert hits[0]["path"] == "geometry/shapes.py"
+    assert set(hits[0]) >= {"path", "start_line", "end_line", "symbol", "kind", "score"}
+    assert (hits[0]["symbol"], hits[0]["start_line"], hits[0]["end_line"]) == ("geometry.shapes.Circle.area", 4, 5)
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("shapes and their areas\n\ncircle radius\n")
+    lines = repolm("search", "--queries", str(queries), "--repo", str(tmp_path), "--mode", "bm25").stdout.splitlines()
+    assert len(lines) == 3 and json.loads(lines[1]) == []
+    assert json.loads(lines[0])[0]["path"] == "README.md"
+
+    status = json.loads(repolm("status", str(tmp_path), "--json").stdout)
+    assert (status["files"], status["generation"], status["skipped"]) == (2, 1, {"binary": 1})
+    assert status["skipped_examples"]["binary"] == ["logo.py"]
+    assert status["languages"] == {"python": 1, "markdown": 1}
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    missing = repolm("index", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr
+    no_index = repolm("search", "anything", "--repo", str(tmp_path))
+    assert no_index.returncode == 2 and "run `repolm index` first" in no_index.stderr
+    (tmp_path / ".repolm").mkdir()
+    (tmp_path / ".repolm" / "index.sqlite").write_bytes(b"garbage" * 500)
+    corrupt = repolm("status", str(tmp_path))
+    assert corrupt.returncode == 2 and "not a readable repolm index" in corrupt.stderr
+    (tmp_path / "repolm.toml").write_text("[index]\nmax_file_bytes = 'big'\n")
+    bad_config = repolm("index", str(tmp_path))
+    assert bad_config.returncode == 2 and "max_file_bytes must be int" in bad_config.stderr
