@@ -23,7 +23,9 @@ REPO = {
 
 
 def repolm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "repolm.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "repolm.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_index_search_queries_and_status(tmp_path: Path) -> None:
@@ -33,14 +35,22 @@ def test_index_search_queries_and_status(tmp_path: Path) -> None:
     summary = json.loads(indexed.stdout)
     assert summary["files"] == 2 and summary["skipped"] == {"binary": 1}
 
-    hits = json.loads(repolm("search", "circle area radius", "--repo", str(tmp_path), "--json", "-k", "2").stdout)
+    hits = json.loads(
+        repolm("search", "circle area radius", "--repo", str(tmp_path), "--json", "-k", "2").stdout
+    )
     assert hits[0]["path"] == "geometry/shapes.py"
     assert set(hits[0]) >= {"path", "start_line", "end_line", "symbol", "kind", "score"}
-    assert (hits[0]["symbol"], hits[0]["start_line"], hits[0]["end_line"]) == ("geometry.shapes.Circle.area", 4, 5)
+    assert (hits[0]["symbol"], hits[0]["start_line"], hits[0]["end_line"]) == (
+        "geometry.shapes.Circle.area",
+        4,
+        5,
+    )
 
     queries = tmp_path / "queries.txt"
     queries.write_text("shapes and their areas\n\ncircle radius\n")
-    lines = repolm("search", "--queries", str(queries), "--repo", str(tmp_path), "--mode", "bm25").stdout.splitlines()
+    lines = repolm(
+        "search", "--queries", str(queries), "--repo", str(tmp_path), "--mode", "bm25"
+    ).stdout.splitlines()
     assert len(lines) == 3 and json.loads(lines[1]) == []
     assert json.loads(lines[0])[0]["path"] == "README.md"
 
@@ -52,7 +62,9 @@ def test_index_search_queries_and_status(tmp_path: Path) -> None:
 
 def test_clear_errors(tmp_path: Path) -> None:
     missing = repolm("index", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr
+    )
     no_index = repolm("search", "anything", "--repo", str(tmp_path))
     assert no_index.returncode == 2 and "run `repolm index` first" in no_index.stderr
     (tmp_path / ".repolm").mkdir()
