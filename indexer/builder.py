@@ -177,9 +177,8 @@ def _update(
             ]
         new_chunks = list(store.chunks_of_files(new_ids))
         with clock("embedding"):
-            summary.embedded = _embed_missing(
-                store, embedder or _configured_embedder(config), new_chunks, report
-            )
+            embedder = embedder or Embedder.from_config(config.index)
+            summary.embedded = _embed_missing(store, embedder, new_chunks, report)
         with clock("lexical"):
             writer = LexicalWriter(store.path, generation, current if current else None)
             writer.delete_files(row.id for row in gone)
@@ -252,11 +251,6 @@ def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], 
         store.cache_embeddings(embedder.name, batch, embedder.encode([todo[k] for k in batch]))
         report("embedding", min(start + step, len(keys)), len(keys))
     return len(keys)
-
-
-def _configured_embedder(config: Config) -> Embedder:
-    index = config.index
-    return Embedder(index.embedding_model, index.embedding_max_tokens, index.embedding_batch_size)
 
 
 def _fill_totals(summary: IndexSummary, store: Store, found: Discovery) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from repolm.config import IndexConfig
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -41,6 +43,10 @@ class Embedder:
             raise EmbeddingModelError(f"{self.path} is not a sentence-transformers model folder")
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+
+    @classmethod
+    def from_config(cls, config: IndexConfig) -> Embedder:
+        return cls(config.embedding_model, config.embedding_max_tokens, config.embedding_batch_size)
 
     @property
     def name(self) -> str:

@@ -125,10 +125,7 @@ class Index:
     @property
     def query_embedder(self) -> Embedder:
         if self.embedder is None:
-            index = self.config.index
-            self.embedder = Embedder(
-                index.embedding_model, index.embedding_max_tokens, index.embedding_batch_size
-            )
+            self.embedder = Embedder.from_config(self.config.index)
         return self.embedder
 
     @property
