@@ -47,11 +47,39 @@ def sample_lines(root: Path, count: int, rng: random.Random) -> list[tuple[str, 
     return rng.sample(candidates, min(count, len(candidates)))
 
 
+def explain_latency(engine: Engine, count: int) -> dict[str, int]:
+    """p50 of the symbol card alone and of card plus model explanation, over distinct functions."""
+    index = engine.index()
+    assert index is not None
+    names = sorted(
+        {h.chunk.symbol for h in index.search("def", mode="bm25", k=200) if h.chunk.kind == "function"}
+    )
+    cards, full = [], []
+    for name in names[:count]:
+        symbol = engine.symbol_named(name)
+        if symbol is None:
+            continue
+        begin = time.perf_counter()
+        engine.explain(symbol, with_model=False)
+        cards.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        engine.explain(symbol)
+        full.append(time.perf_counter() - begin)
+    if not cards:
+        return {}
+    return {
+        "explain_symbols": len(cards),
+        "card_p50_ms": round(1000 * statistics.median(cards)),
+        "explain_p50_ms": round(1000 * statistics.median(full)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path)
     parser.add_argument("--lines", type=int, default=12)
     parser.add_argument("--keystrokes", type=int, default=4)
+    parser.add_argument("--explain", type=int, default=5, help="symbols to explain (0: skip)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -79,6 +107,11 @@ def main() -> None:
                 begin = time.perf_counter()
                 result = engine.complete(request)
                 elapsed = time.perf_counter() - begin
+                print(
+                    f"{path}:{line + 1}:{column + 1} {elapsed * 1000:.0f} ms",
+                    f"prefill {result.prefill_tokens} {result.text!r}",
+                    file=sys.stderr,
+                )
                 if number == 0:
                     continue  # warm-up: first use of torch kernels and the query embedder
                 (first if keystroke == 0 else following).append(elapsed)
@@ -96,6 +129,7 @@ def main() -> None:
             "first_keystroke_p50_ms": round(1000 * statistics.median(first)),
             "later_keystrokes_p50_ms": round(1000 * statistics.median(following)),
             "stage_p50_ms": {k: round(1000 * statistics.median(v)) for k, v in stages.items()},
+            **explain_latency(engine, args.explain),
         }
     print(json.dumps(report, indent=2))
     if args.out:

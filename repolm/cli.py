@@ -79,7 +79,106 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--card-only", action="store_true", help="the symbol card, without the model")
     explain.add_argument("--json", action="store_true", help="print card and explanation as JSON")
     explain.set_defaults(run=_explain)
+    evaluate = commands.add_parser("eval", help="evaluate completions (and explanations) on held-out code")
+    evaluate.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
+    evaluate.add_argument("--split", default="file", help="file[:FRACTION] (default) or commit:REV")
+    evaluate.add_argument("--arms", nargs="+", help="in_file bm25 dense hybrid oracle (default: all of them)")
+    evaluate.add_argument("--limit", type=int, default=200, help="completion targets (default: 200)")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (default: 0)")
+    evaluate.add_argument(
+        "--adapter", action="append", default=[], metavar="NAME=PATH", help="also evaluate this adapter"
+    )
+    evaluate.add_argument("--explain", type=int, default=10, help="symbols to explain (default: 10; 0: none)")
+    evaluate.add_argument("--threads", type=int, default=0, help="inference threads (default: one per core)")
+    evaluate.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
+    evaluate.add_argument(
+        "--report", type=Path, metavar="DIR", help="HTML report folder (default: INDEX_DIR/eval)"
+    )
+    evaluate.set_defaults(run=_eval)
+    _training_parsers(commands)
     return parser
+
+
+def _training_parsers(commands: argparse._SubParsersAction) -> None:
+    for command, help_text in (
+        ("train", "build the RAFT dataset and train a LoRA adapter (registered, not activated)"),
+        ("retrain", "update the index, train, evaluate, promote only if better (exit 0/1/3/4, see docs)"),
+    ):
+        sub = commands.add_parser(command, help=help_text)
+        sub.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
+        sub.add_argument("--profile", choices=("quick", "full"), help="default: [train] profile (quick)")
+        sub.add_argument("--name", default="", help="adapter name (default: MODE-TIMESTAMP)")
+        sub.add_argument("--max-steps", type=int, help="override the profile's training steps")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+        if command == "train":
+            sub.add_argument("--plain", action="store_true", help="the plain-LoRA control (no retrieval)")
+        else:
+            sub.add_argument("--limit", type=int, default=40, help="evaluation targets for the gate")
+        sub.set_defaults(run=_train if command == "train" else _retrain)
+    adapters = commands.add_parser("adapters", help="list, activate or roll back trained adapters")
+    adapters.add_argument("action", choices=("list", "activate", "rollback"))
+    adapters.add_argument("name", nargs="?", help="the adapter to activate")
+    adapters.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
+    adapters.add_argument("--json", action="store_true", help="print the listing as JSON")
+    adapters.set_defaults(run=_adapters)
+
+
+def _train_options(args: argparse.Namespace, config: Config, mode: str) -> object:
+    from repolm.training.retrain import TrainOptions
+
+    extra = {"eval_limit": args.limit} if getattr(args, "limit", None) else {}
+    return TrainOptions(args.profile or config.train.profile, mode, args.name, args.max_steps, **extra)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from repolm.training.registry import Registry
+    from repolm.training.retrain import train_adapter
+
+    root, config = _repo_and_config(args.repo)
+    options = _train_options(args, config, "plain" if args.plain else "raft")
+    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    manifest, _ = train_adapter(root, config, options, Registry(config.index_path(root)), log)
+    print(json.dumps(manifest.to_json(), indent=2) if args.json else f"adapter: {manifest.name}")
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from repolm.training.retrain import EXIT_ERROR, retrain
+
+    root, config = _repo_and_config(args.repo)
+    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    try:
+        report = retrain(root, config, _train_options(args, config, "raft"), log)
+    except Exception as error:  # cron needs exit code 1 and a line it can mail, not a traceback
+        print(f"repolm: retrain failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.reason)
+    return report.exit_code
+
+
+def _adapters(args: argparse.Namespace) -> int:
+    from repolm.training.registry import Registry, RegistryError
+
+    root, config = _repo_and_config(args.repo)
+    registry = Registry(config.index_path(root))
+    try:
+        if args.action == "activate":
+            if not args.name:
+                raise CliError("adapters activate takes an adapter NAME")
+            registry.activate(args.name)
+            print(f"active: {args.name}")
+        elif args.action == "rollback":
+            print(f"active: {registry.rollback() or 'base model (no adapter)'}")
+        elif args.json:
+            print(json.dumps(registry.listing(), indent=2))
+        else:
+            for row in registry.listing():
+                mark = "*" if row["active"] else " "
+                em = row["hybrid_exact_match"]
+                print(f"{mark} {row['name']}  {row['mode']}  hybrid EM {em}  {row['created']}")
+    except RegistryError as error:
+        raise CliError(str(error)) from error
+    return 0
 
 
 def _repo_and_config(path: Path) -> tuple[Path, Config]:
@@ -266,6 +365,39 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(explanation.to_json(), indent=2))
     else:
         print(explanation.markdown() if explanation.text else explanation.card.markdown())
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from repolm.training.eval_split import SplitError, parse_split
+    from repolm.training.evaluate import ARMS, EvalOptions, run_evaluation
+    from repolm.training.report import print_summary, write_report
+
+    from .progress import progress_bar
+
+    root, config = _repo_and_config(args.repo)
+    arms = tuple(args.arms or ARMS)
+    if unknown := [arm for arm in arms if arm not in ARMS]:
+        raise CliError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    adapters = dict(item.partition("=")[::2] for item in args.adapter)
+    if any(not name or not path for name, path in adapters.items()) or "base" in adapters:
+        raise CliError("--adapter takes NAME=PATH, with a NAME other than 'base'")
+    try:
+        split = parse_split(args.split, root)
+    except SplitError as error:
+        raise CliError(str(error)) from error
+    options = EvalOptions(split, arms, args.limit, args.seed, adapters, args.explain)
+    with progress_bar(enabled=sys.stderr.isatty()) as report:
+        result = run_evaluation(root, config, options, report, args.threads)
+    folder = args.report or config.index_path(root) / "eval"
+    out = args.json or folder / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_summary(result)
+    print(f"results: {out}")
+    print(f"report: {write_report(result, folder)}")
     return 0
 
 

@@ -89,10 +89,25 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class TrainSection:
+    """`[train]`: what a user sets for `repolm train` / `retrain`; the rest lives in the training configs."""
+
+    profile: str = "quick"  # quick | full (see repolm.training.finetune.PROFILES)
+    oracle_probability: float = 0.8  # RAFT's P: share of examples whose prompt holds the oracle documents
+    distractors: int = 3  # distractor documents per example (hard negatives, then one random chunk)
+    seed: int = 0
+    # Optional teacher for explanation answers: an OpenAI-compatible endpoint; off while base_url is empty.
+    teacher_base_url: str = ""
+    teacher_model: str = ""
+    teacher_api_key_env: str = ""  # the name of the environment variable holding the key, never the key
+
+
+@dataclass(frozen=True)
 class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    train: TrainSection = field(default_factory=TrainSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
         """A copy with some settings of one section replaced; `None` values are ignored."""

@@ -224,9 +224,11 @@ def _healing_cut(text: str, prefix_start: int, tokenizer: Any) -> int:
 
     A prompt ending in "\\n    " ends on a newline-plus-indent token that the tokenizer would have merged
     with the next code, and the model then emits a newline first; a partial identifier ("pu" for "push")
-    splits a word into unusual tokens. So the prompt stops before the trailing whitespace run, before the
-    trailing identifier, or before a last token that some longer token extends; the removed text is what
-    the completion must start with. Healing never reaches into the snippets or the header.
+    splits a word into unusual tokens. So the prompt stops before the trailing whitespace run, or backs
+    up exactly one token when the text ends inside a word or on a token some longer token extends; the
+    removed text is what the completion must start with. Backing up a whole identifier instead would let
+    greedy decoding re-spell it from odd pieces (" apply_" as " " "a" "pp"...) and drift to another
+    word. Healing never reaches into the snippets or the header.
     """
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     if not offsets or prefix_start == len(text):
@@ -234,9 +236,7 @@ def _healing_cut(text: str, prefix_start: int, tokenizer: Any) -> int:
     body = text.rstrip()
     if len(body) < len(text):
         boundary = len(body)
-    elif match := _TRAILING_WORD.search(text):
-        boundary = match.start()
-    elif vocab_of(tokenizer).extendable(text[offsets[-1][0] :].encode()):
+    elif _TRAILING_WORD.search(text) or vocab_of(tokenizer).extendable(text[offsets[-1][0] :].encode()):
         boundary = offsets[-1][0]
     else:
         return len(text)

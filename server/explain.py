@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from repolm.indexer.graph import Symbol, SymbolGraph
@@ -278,20 +279,24 @@ class Explainer:
         cancel: Cancel = None,
         cache_key: str = "",
         with_model: bool = True,
+        graph_lock: AbstractContextManager[object] | None = None,
     ) -> Explanation:
-        started = time.perf_counter()
-        card = symbol_card(graph, symbol)
-        timings = {"card": time.perf_counter() - started}
-        if not with_model or self.model is None or not self.config.explain_enabled:
-            return Explanation(card, "", (), timings=timings)
-        key = (cache_key, symbol.qualname)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        mark = time.perf_counter()
-        sources = gather_sources(graph, symbol, card, read_lines, docs)
-        timings["gather"] = time.perf_counter() - mark
+        """The card, and unless `with_model` is false an explanation. `graph_lock` is held while the
+        graph and index are read, and released before the (slow) generation."""
+        with graph_lock or nullcontext():
+            started = time.perf_counter()
+            card = symbol_card(graph, symbol)
+            timings = {"card": time.perf_counter() - started}
+            if not with_model or self.model is None or not self.config.explain_enabled:
+                return Explanation(card, "", (), timings=timings)
+            key = (cache_key, symbol.qualname)
+            with self._lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key]
+            mark = time.perf_counter()
+            sources = gather_sources(graph, symbol, card, read_lines, docs)
+            timings["gather"] = time.perf_counter() - mark
         if not sources:
             text = (
                 f"Nothing relevant to `{symbol.qualname}` was found in the index, so there is no explanation."

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.uris import to_fs_path
 from repolm.indexer.builder import IndexBusyError, IndexSummary
 
@@ -39,21 +40,46 @@ REINDEX_TIMEOUT = 300.0
 _USER_ERRORS = (PositionError, NoIndexError, ConfigError, ValueError, TypeError, KeyError, IndexBusyError)
 
 T = TypeVar("T")
+_REJECTED = "$/repolm/rejected"  # stands in for a request that was already answered with an error
 
 
 class DocumentError(ValueError):
     """A document the server cannot work on: unknown, binary or too large."""
 
 
+class RepolmProtocol(LanguageServerProtocol):
+    """pygls drops a request whose params do not deserialize without replying; the client then waits
+    forever. Answer it with the InvalidParams error instead."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            msg_id = data.get("id")
+            if "method" not in data or not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool):
+                raise
+            self._send_response(msg_id, error=error.to_response_error())
+            return JsonRPCNotification(method=_REJECTED, jsonrpc="2.0", params=None)
+
+
 class RepolmServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("repolm", "0.1.0", text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "repolm",
+            "0.1.0",
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=RepolmProtocol,
+        )
         self.engine: Engine | None = None
         self.indexer: BackgroundIndexer | None = None
         self.file_config: Config = Config()  # repolm.toml; editor settings apply on top of it
         self.latest = Latest()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._progress_token: str | None = None
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Garbage on the wire goes to the client's log, not into a pop-up for the user."""
+        self.log(f"repolm: {type(error).__name__}: {error}", types.MessageType.Warning)
 
     # -- helpers used by the handlers --------------------------------------------------------------
 

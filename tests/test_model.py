@@ -17,6 +17,7 @@ from repolm.model import (
     count_tokens,
     default_model_dir,
     generate,
+    inference_dtype,
     load_gguf,
     load_model,
     vocab_of,
@@ -35,11 +36,12 @@ def logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
         return model(input_ids=torch.tensor([ids])).logits
 
 
-def test_converted_cache_matches_gguf(loaded: LoadedModel) -> None:
+def test_converted_cache_matches_gguf() -> None:
     gguf_model, gguf_tokenizer = load_gguf()
+    converted = load_model(device="cpu", dtype=torch.float32)  # the folder holds fp32, as GGUF dequantizes
     ids = gguf_tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    assert loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"] == ids
-    assert torch.equal(logits(gguf_model, ids), logits(loaded.model, ids))
+    assert converted.tokenizer(PROMPT, add_special_tokens=False)["input_ids"] == ids
+    assert torch.equal(logits(gguf_model, ids), logits(converted.model, ids))
     config = json.loads((default_model_dir() / "config.json").read_text())
     assert "quantization_config" not in config
 
@@ -78,7 +80,10 @@ def test_load_model_identifiers_and_dtype(loaded: LoadedModel) -> None:
     assert loaded.base == DEFAULT_BASE
     assert loaded.adapter is None
     assert loaded.device == torch.device("cpu")
-    assert next(loaded.model.parameters()).dtype == torch.float32
+    assert next(loaded.model.parameters()).dtype == inference_dtype(torch.device("cpu"))
+    native_bf16 = torch.cpu._is_avx512_bf16_supported()
+    assert inference_dtype(torch.device("cpu")) == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert inference_dtype(torch.device("cuda")) == torch.bfloat16
 
 
 def test_local_folder_works_as_base() -> None:

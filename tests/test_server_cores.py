@@ -1,0 +1,223 @@
+"""Unit tests for the plain-Python server cores: query building, block detection, insertion rules,
+quote/citation verification, settings."""
+
+from __future__ import annotations
+
+import pytest
+from repolm.server.completion import (
+    Latest,
+    PositionError,
+    insertion_text,
+    opens_block,
+    retrieval_query,
+    split_at,
+    stop_rules,
+)
+from repolm.server.explain import SymbolCard, UseSite, verify
+from repolm.server.settings import apply_settings
+
+from repolm.config import Config, ConfigError
+from repolm.model import StopRules
+from repolm.prompt import Document, Prompt
+
+CHECKOUT = "from util.pricing import apply_discount\n\n\ndef member_total(price):\n    total = apply_\n"
+
+
+def prompt(healed: str = "") -> Prompt:
+    return Prompt("", [], (), healed)
+
+
+# -- cursor and block detection --------------------------------------------------------------------
+
+
+def test_split_at_clamps_the_column_and_rejects_lines_outside() -> None:
+    prefix, suffix = split_at(CHECKOUT, 4, 18)
+    assert prefix.endswith("total = apply_") and suffix == "\n"
+    assert split_at(CHECKOUT, 4, 999)[0].endswith("apply_")  # past the end of the line: its end
+    assert split_at(CHECKOUT, 5, 0) == (CHECKOUT, "")  # the empty line after the final newline
+    assert split_at("", 0, 0) == ("", "")
+    for line, column in ((6, 0), (-1, 0), (0, -1)):
+        with pytest.raises(PositionError):
+            split_at(CHECKOUT, line, column)
+
+
+def test_split_at_handles_crlf() -> None:
+    prefix, suffix = split_at("a = 1\r\nb = 2\r\n", 1, 3)
+    assert prefix == "a = 1\r\nb =" and suffix == " 2\r\n"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("def f(x):\n    ", True),
+        ("def f(x):\n", True),
+        ("if (x) {\n  ", True),
+        ("class A:  \n\t", True),
+        ("def f(x):\n    ret", False),  # the cursor line already has code
+        ("x = 1\n    ", False),
+        ("def f(x):", False),  # still on the opening line
+        ("", False),
+    ],
+)
+def test_opens_block(prefix: str, expected: bool) -> None:
+    assert opens_block(prefix) is expected
+
+
+def test_stop_rules_single_line_and_block() -> None:
+    assert stop_rules("x = ", multiline=False) == StopRules(single_line=True)
+    assert stop_rules("def f(x):\n    ", multiline=True) == StopRules(base_indent=4)
+    # The cursor line not indented yet: the block is deeper than the opening line.
+    assert stop_rules("    def f(x):\n", multiline=True) == StopRules(base_indent=5)
+
+
+# -- retrieval query -------------------------------------------------------------------------------
+
+
+def test_query_puts_the_cursor_neighbourhood_first_then_imports() -> None:
+    prefix = "import os\nfrom util.pricing import apply_discount, add_tax\n\n" + "\n".join(
+        f"step_{i} = {i}" for i in range(20)
+    )
+    prefix += "\ndef member_total(price):\n    total = apply_"
+    terms = retrieval_query(prefix).split()
+    assert terms[:2] == ["member_total", "price"]
+    assert "apply_" not in terms  # the line being typed: the query stays the same while typing it
+    assert retrieval_query(prefix + "disc") == retrieval_query(prefix)
+    assert {"util", "pricing", "apply_discount", "add_tax", "os"} <= set(terms)
+    assert "step_0" not in terms  # far above the cursor
+    assert "def" not in terms and "import" not in terms
+    assert len(terms) == len(set(terms))
+
+
+def test_query_is_empty_for_an_empty_prefix() -> None:
+    assert retrieval_query("") == ""
+
+
+# -- insertion text --------------------------------------------------------------------------------
+
+
+def test_insertion_drops_the_healed_text_the_editor_already_has() -> None:
+    generated = " apply_discount(price, 10)\n"
+    text = insertion_text(prompt(" apply_"), generated, "    total = apply_", "\n", False)
+    assert text == "discount(price, 10)"
+
+
+def test_insertion_never_starts_with_a_newline() -> None:
+    assert insertion_text(prompt(), "\n    return x", "def f(x):", "", False) == ""
+
+
+def test_insertion_has_no_doubled_indentation() -> None:
+    prefix = "def f(x):\n    "
+    assert insertion_text(prompt(), "    return x + 1\n", prefix, "", True) == "return x + 1"
+    assert insertion_text(prompt("\n    "), "\n    return x + 1", prefix, "", True) == "return x + 1"
+
+
+def test_multiline_insertion_keeps_inner_indentation_and_trims_the_end() -> None:
+    generated = "for item in cart:   \n        total += item\n    return total\n\n"
+    text = insertion_text(prompt(), generated, "def f(cart):\n    ", "", True)
+    assert text == "for item in cart:\n        total += item\n    return total"
+
+
+def test_single_line_insertion_does_not_repeat_the_rest_of_the_line() -> None:
+    assert insertion_text(prompt(), "price, 10)", "apply_discount(", ")\n", False) == "price, 10"
+    assert insertion_text(prompt(), "a)\nmore", "f(", "", False) == "a)"
+
+
+def test_latest_request_cancels_the_previous_one() -> None:
+    latest = Latest()
+    first = latest.start()
+    second = latest.start()
+    assert first.is_set() and not second.is_set()
+
+
+# -- verification ----------------------------------------------------------------------------------
+
+SOURCES = [
+    Document("util/pricing.py", 4, 6, 'def apply_discount(price, percent):\n    """Return price."""\n'),
+    Document("app/checkout.py", 5, 9, "    discounted = apply_discount(subtotal, percent)\n"),
+]
+
+
+def test_verified_quotes_and_citations_are_kept() -> None:
+    text = (
+        "It reduces a price (util/pricing.py:4). ##begin_quote## def apply_discount(price, percent):"
+        " ##end_quote## Called from app/checkout.py:7 as `apply_discount(subtotal, percent)`."
+    )
+    result = verify(text, SOURCES)
+    assert "util/pricing.py:4" in result.text and "app/checkout.py:7" in result.text
+    assert "def apply_discount(price, percent):" in result.text
+    assert "`apply_discount(subtotal, percent)`" in result.text
+    assert result.dropped_quotes == () and result.dropped_citations == ()
+
+
+def test_invented_quotes_and_citations_are_dropped() -> None:
+    text = (
+        "See util/pricing.py:40 and lib/other.py:3. ##begin_quote##return price * 2##end_quote## "
+        "It calls `compute_tax()`.\n```python\nimport discounts\n```\n<ANSWER>: it discounts"
+    )
+    result = verify(text, SOURCES)
+    for invented in ("util/pricing.py:40", "lib/other.py:3", "price * 2", "compute_tax", "import discounts"):
+        assert invented not in result.text
+    assert set(result.dropped_citations) == {"util/pricing.py:40", "lib/other.py:3"}
+    assert set(result.dropped_quotes) == {"return price * 2", "compute_tax()", "import discounts"}
+    assert result.text.endswith("**Answer:** it discounts")
+
+
+def test_an_unterminated_quote_is_checked_too() -> None:
+    assert verify("Look: ##begin_quote## made up text", SOURCES).text == "Look:"
+
+
+def test_whitespace_differences_do_not_fail_a_quote() -> None:
+    result = verify("##begin_quote##def apply_discount(price,   percent):##end_quote##", SOURCES)
+    assert result.dropped_quotes == ()
+
+
+def test_symbol_card_lists_definition_and_uses() -> None:
+    card = SymbolCard(
+        "util.pricing.apply_discount",
+        "function",
+        "def apply_discount(price, percent):",
+        "Return price.",
+        "util/pricing.py",
+        4,
+        (UseSite("app/checkout.py", 7, "app.checkout.checkout_total"),),
+        (),
+    )
+    markdown = card.markdown()
+    assert "Defined at util/pricing.py:4" in markdown
+    assert "- app/checkout.py:7 (in `app.checkout.checkout_total`)" in markdown
+    assert card.to_json()["callers"] == ["app/checkout.py:7"]
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def test_editor_settings_map_onto_the_config() -> None:
+    settings = {
+        "repolm": {
+            "adapter": "/adapters/active",
+            "completion": {"maxTokens": 16, "enabled": False},
+            "explain": {"maxTokens": 8},
+            "search": {"mode": "bm25", "perFileCap": 1},
+        }
+    }
+    config = apply_settings(Config(), settings)
+    assert config.serve.adapter == "/adapters/active"
+    assert config.serve.completion_max_tokens == 16 and config.serve.completion_enabled is False
+    assert config.serve.explain_max_tokens == 8
+    assert config.search.mode == "bm25" and config.search.per_file_cap == 1
+    assert apply_settings(Config(), None) == Config()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"repolm": {"completion": {"maxTokens": "many"}}},
+        {"repolm": {"nonsense": 1}},
+        {"repolm": {"completion": {"nonsense": 1}}},
+        {"repolm": {"search": 3}},
+        ["not", "an", "object"],
+    ],
+)
+def test_bad_settings_are_rejected_with_a_message(settings: object) -> None:
+    with pytest.raises(ConfigError):
+        apply_settings(Config(), settings)

@@ -1,0 +1,249 @@
+"""End to end: a real `repolm serve` over stdio, a real index of a fixture repository, the real model.
+
+One server serves the whole module (loading the model and the embedder dominates); the tests run in
+file order, and the last one edits the repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from conftest import write_tree
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+PRICING = '''"""Price helpers shared by the shop."""
+
+
+def apply_discount(price, percent):
+    """Return price reduced by percent (0-100)."""
+    return price * (100 - percent) / 100
+
+
+def add_tax(price, rate):
+    """Return price with tax added at rate (e.g. 0.2)."""
+    return price * (1 + rate)
+'''
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+DEF_LINE = 4  # 1-based line of `def apply_discount`
+
+CHECKOUT = '''from util.pricing import add_tax, apply_discount
+
+
+def checkout_total(cart, percent, rate):
+    """Total of the cart after the discount and tax."""
+    subtotal = sum(item.price for item in cart)
+    discounted = apply_discount(subtotal, percent)
+    return add_tax(discounted, rate)
+
+
+def member_total(price):
+    """Members get ten percent off."""
+    total = apply_
+'''
+CURSOR = types.Position(line=12, character=len("    total = apply_"))
+USE = types.Position(line=6, character=len("    discounted = apply_d"))  # on a call of apply_discount
+
+FILES = {
+    "util/__init__.py": "",
+    "util/pricing.py": PRICING,
+    "app/__init__.py": "",
+    "app/checkout.py": CHECKOUT,
+    "docs/pricing.md": "# Pricing\n\nDiscounts use `apply_discount(price, percent)` before `add_tax`.\n",
+}
+# Small budgets keep the module fast on a 2-core CPU; the code paths are the production ones.
+SETTINGS = {"repolm": {"completion": {"budget": 512, "maxTokens": 16}, "explain": {"maxTokens": 24}}}
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "repolm.cli", "serve"]),
+)
+async def client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory):
+    root = write_tree(tmp_path_factory.mktemp("shop"), FILES)
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=pytest_lsp.client_capabilities("visual-studio-code"),
+            root_uri=root.as_uri(),
+            initialization_options=SETTINGS,
+        )
+    )
+    lsp_client.root = root  # type: ignore[attr-defined]
+    # The index builds in the background on `initialized`; reindex waits for it.
+    result = await lsp_client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.reindex")
+    )
+    assert result["generation"] >= 1
+    yield
+    await lsp_client.shutdown_session()
+
+
+def uri(client: LanguageClient, relative: str) -> str:
+    return (client.root / relative).as_uri()  # type: ignore[attr-defined]
+
+
+def open_document(client: LanguageClient, relative: str, text: str, version: int = 1) -> None:
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri(client, relative), language_id="python", version=version, text=text)
+        )
+    )
+
+
+async def test_completion_uses_a_function_defined_in_another_file(client: LanguageClient) -> None:
+    open_document(client, "app/checkout.py", CHECKOUT)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(types.TextDocumentIdentifier(uri(client, "app/checkout.py")), CURSOR)
+    )
+    assert isinstance(result, types.CompletionList) and result.items
+    edit = result.items[0].text_edit
+    assert isinstance(edit, types.TextEdit)
+    assert edit.range == types.Range(CURSOR, CURSOR)
+    # The cursor is after "apply_": the line must read apply_discount(...) once inserted.
+    line = "    total = apply_" + edit.new_text
+    assert "apply_discount(" in line, line
+    assert "\n" not in edit.new_text
+
+
+async def test_inline_completion_answers_the_same_insertion(client: LanguageClient) -> None:
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            text_document=types.TextDocumentIdentifier(uri(client, "app/checkout.py")),
+            position=CURSOR,
+        )
+    )
+    assert isinstance(result, types.InlineCompletionList) and result.items
+    item = result.items[0]
+    assert isinstance(item.insert_text, str) and item.insert_text.startswith("discount(")
+    assert item.range == types.Range(CURSOR, CURSOR)
+
+
+async def test_hover_cites_the_definition_in_the_other_file(client: LanguageClient) -> None:
+    result = await client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri(client, "app/checkout.py")), USE)
+    )
+    assert result is not None and isinstance(result.contents, types.MarkupContent)
+    text = result.contents.value
+    assert f"util/pricing.py:{DEF_LINE}" in text
+    assert "def apply_discount(price, percent):" in text
+    assert "app/checkout.py:7" in text  # the use site
+
+
+async def test_explain_command_by_position_and_by_name(client: LanguageClient) -> None:
+    by_position = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="repolm.explain", arguments=[uri(client, "app/checkout.py"), USE.line, USE.character]
+        )
+    )
+    assert by_position["card"]["location"] == f"util/pricing.py:{DEF_LINE}"
+    assert by_position["card"]["callers"] == ["app/checkout.py:7"]
+    assert isinstance(by_position["explanation"], str) and by_position["explanation"]
+    by_name = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.explain", arguments=[{"symbol": "add_tax"}])
+    )
+    assert by_name["card"]["location"] == "util/pricing.py:9"
+    missing = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.explain", arguments=["no_such_symbol_anywhere"])
+    )
+    assert missing["card"] is None and "no definition" in missing["explanation"]
+
+
+async def test_search_command(client: LanguageClient) -> None:
+    hits = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.search", arguments=["apply_discount", 3, "bm25"])
+    )
+    assert 1 <= len(hits) <= 3
+    assert hits[0]["path"] == "util/pricing.py" and hits[0]["start_line"] == DEF_LINE
+    with pytest.raises(Exception, match="k must be"):
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="repolm.search", arguments=["x", "many"])
+        )
+
+
+async def test_did_save_reindexes_and_picks_up_a_new_function(client: LanguageClient) -> None:
+    path = client.root / "util/pricing.py"  # type: ignore[attr-defined]
+    path.write_text(PRICING + "\n\ndef round_cents(amount):\n    return round(amount, 2)\n")
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(path.as_uri()))
+    )
+    for _ in range(120):
+        hits = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="repolm.search", arguments=["round_cents", 1, "bm25"])
+        )
+        if hits and hits[0]["symbol"].endswith("round_cents"):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        pytest.fail("the saved function never reached the index")
+    card = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.explain", arguments=[{"symbol": "round_cents"}])
+    )
+    assert card["card"]["location"] == f"util/pricing.py:{len(PRICING.splitlines()) + 3}"
+
+
+async def test_bad_positions_and_documents_get_errors_not_a_crash(client: LanguageClient) -> None:
+    with pytest.raises(Exception, match="outside the document"):
+        await client.text_document_completion_async(
+            types.CompletionParams(
+                types.TextDocumentIdentifier(uri(client, "app/checkout.py")), types.Position(999, 0)
+            )
+        )
+    with pytest.raises(Exception, match="not an open document"):
+        await client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri(client, "nope.py")), types.Position(0, 0))
+        )
+    hits = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.search", arguments=["apply_discount"])
+    )
+    assert hits  # still serving
+
+
+async def test_fixture_files_are_where_the_tests_expect(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, FILES)
+    lines = (root / "util/pricing.py").read_text().splitlines()
+    assert lines[DEF_LINE - 1].startswith("def apply_discount(")
+    assert CHECKOUT.splitlines()[CURSOR.line][: CURSOR.character] == "    total = apply_"
+    assert CHECKOUT.splitlines()[USE.line][USE.character - 1] == "d"
+
+
+async def test_cli_explain_and_complete_use_the_same_cores(client: LanguageClient) -> None:
+    root = client.root  # type: ignore[attr-defined]  # indexed by the server above
+    explain = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "repolm.cli",
+            "explain",
+            "apply_discount",
+            "--card-only",
+            "--json",
+            "--repo",
+            root,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(explain.stdout)["card"]["location"] == f"util/pricing.py:{DEF_LINE}"
+    position = f"{root / 'app/checkout.py'}:{CURSOR.line + 1}:{CURSOR.character + 1}"
+    complete = subprocess.run(
+        [sys.executable, "-m", "repolm.cli", "complete", position, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "discount(" in json.loads(complete.stdout)["text"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "repolm.cli", "complete", f"{root / 'app/checkout.py'}:999:1"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "outside the document" in bad.stderr
