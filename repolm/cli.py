@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -282,6 +283,9 @@ def _serve(args: argparse.Namespace) -> int:
         if not host or not port.isdigit():
             raise CliError("--tcp takes HOST:PORT")
         tcp = (host, int(port))
+    # Editors log a server's stderr as errors: no download/loading progress bars there. Set before
+    # transformers is imported, which reads it once.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from repolm.server.lsp import serve
 
     serve(tcp)

@@ -237,11 +237,9 @@ def initialize(ls: RepolmServer, params: types.InitializeParams) -> None:
         ls.file_config = load_config(root)
     except ConfigError as error:
         ls.log(f"repolm: {error}; using defaults", types.MessageType.Warning)
-    try:
-        config = apply_settings(ls.file_config, params.initialization_options)
-    except ConfigError as error:
-        ls.log(f"repolm: initializationOptions: {error}", types.MessageType.Warning)
-        config = ls.file_config
+    config, problems = apply_settings(ls.file_config, params.initialization_options)
+    for problem in problems:
+        ls.log(f"repolm: initializationOptions: {problem}; ignored", types.MessageType.Warning)
     ls.engine = Engine(root, config)
 
 
@@ -305,7 +303,10 @@ def did_change_watched_files(ls: RepolmServer, params: types.DidChangeWatchedFil
 @guarded_notification
 def did_change_configuration(ls: RepolmServer, params: types.DidChangeConfigurationParams) -> None:
     engine = ls.require_engine()
-    engine.reconfigure(apply_settings(ls.file_config, params.settings))
+    config, problems = apply_settings(ls.file_config, params.settings)
+    for problem in problems:
+        ls.log(f"repolm: settings: {problem}; ignored", types.MessageType.Warning)
+    engine.reconfigure(config)
 
 
 # ---------------------------------------------------------------------------------------------------------

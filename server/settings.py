@@ -36,34 +36,44 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def apply_settings(config: Config, settings: Any) -> Config:
-    """`config` with the editor's settings applied; raises ConfigError naming the first bad one."""
+def apply_settings(config: Config, settings: Any) -> tuple[Config, list[str]]:
+    """`config` with every valid editor setting applied, and one message per setting left out.
+
+    A single unknown or mistyped key (an older or newer extension) must not cost the user every
+    other setting, so each one is applied on its own and problems are reported, not raised.
+    """
     if settings is None:
-        return config
+        return config, []
     if not isinstance(settings, dict):
-        raise ConfigError(f"settings must be an object, got {type(settings).__name__}")
+        return config, [f"settings must be an object, got {type(settings).__name__}"]
     settings = settings.get("repolm", settings)
     if not isinstance(settings, dict):
-        raise ConfigError("settings.repolm must be an object")
-    serve: dict[str, Any] = {}
+        return config, ["settings.repolm must be an object"]
+    problems: list[str] = []
+    for section, values in _assignments(settings, problems):
+        try:
+            config = config.with_overrides(section, **values)
+        except ConfigError as error:
+            problems.append(str(error))
+    return config, problems
+
+
+def _assignments(settings: dict[str, Any], problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(config section, {field: value}) for each setting, one field at a time."""
+    found: list[tuple[str, dict[str, Any]]] = []
     for key, value in settings.items():
         if key in _SERVE_TOP:
-            serve[_SERVE_TOP[key]] = value
-        elif key in _SERVE_GROUPS:
-            group = _mapping(key, value)
-            for name, field_value in group.items():
-                if name not in _SERVE_GROUPS[key]:
-                    raise ConfigError(f"unknown setting {key}.{name}")
-                serve[_SERVE_GROUPS[key][name]] = field_value
-        elif key in {"search", "index"}:
-            values = {_snake(name): v for name, v in _mapping(key, value).items()}
-            config = config.with_overrides(key, **values)
+            found.append(("serve", {_SERVE_TOP[key]: value}))
+        elif key in _SERVE_GROUPS and isinstance(value, dict):
+            for name, field_value in value.items():
+                if name in _SERVE_GROUPS[key]:
+                    found.append(("serve", {_SERVE_GROUPS[key][name]: field_value}))
+                else:
+                    problems.append(f"unknown setting {key}.{name}")
+        elif key in {"search", "index"} and isinstance(value, dict):
+            found.extend((key, {_snake(name): v}) for name, v in value.items())
+        elif key in _SERVE_GROUPS or key in {"search", "index"}:
+            problems.append(f"setting {key} must be an object")
         else:
-            raise ConfigError(f"unknown setting {key}")
-    return config.with_overrides("serve", **serve)
-
-
-def _mapping(key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"setting {key} must be an object")
-    return value
+            problems.append(f"unknown setting {key}")
+    return found

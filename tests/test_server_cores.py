@@ -16,7 +16,7 @@ from repolm.server.completion import (
 from repolm.server.explain import SymbolCard, UseSite, verify
 from repolm.server.settings import apply_settings
 
-from repolm.config import Config, ConfigError
+from repolm.config import Config
 from repolm.model import StopRules
 from repolm.prompt import Document, Prompt
 
@@ -200,24 +200,30 @@ def test_editor_settings_map_onto_the_config() -> None:
             "search": {"mode": "bm25", "perFileCap": 1},
         }
     }
-    config = apply_settings(Config(), settings)
+    config, problems = apply_settings(Config(), settings)
+    assert problems == []
     assert config.serve.adapter == "/adapters/active"
     assert config.serve.completion_max_tokens == 16 and config.serve.completion_enabled is False
     assert config.serve.explain_max_tokens == 8
     assert config.search.mode == "bm25" and config.search.per_file_cap == 1
-    assert apply_settings(Config(), None) == Config()
+    assert apply_settings(Config(), None) == (Config(), [])
 
 
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "problem"),
     [
-        {"repolm": {"completion": {"maxTokens": "many"}}},
-        {"repolm": {"nonsense": 1}},
-        {"repolm": {"completion": {"nonsense": 1}}},
-        {"repolm": {"search": 3}},
-        ["not", "an", "object"],
+        ({"repolm": {"completion": {"maxTokens": "many"}}}, "completion_max_tokens must be int"),
+        ({"repolm": {"nonsense": 1}}, "unknown setting nonsense"),
+        ({"repolm": {"completion": {"nonsense": 1}}}, "unknown setting completion.nonsense"),
+        ({"repolm": {"search": 3}}, "setting search must be an object"),
+        (["not", "an", "object"], "settings must be an object"),
     ],
 )
-def test_bad_settings_are_rejected_with_a_message(settings: object) -> None:
-    with pytest.raises(ConfigError):
-        apply_settings(Config(), settings)
+def test_bad_settings_are_reported_and_the_good_ones_kept(settings: object, problem: str) -> None:
+    config, problems = apply_settings(Config(), settings)
+    assert len(problems) == 1 and problem in problems[0]
+    assert config == Config()
+    if isinstance(settings, dict):
+        settings["repolm"]["adapter"] = "/adapters/a"
+        kept, _ = apply_settings(Config(), settings)
+        assert kept.serve.adapter == "/adapters/a"
