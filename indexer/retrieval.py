@@ -146,6 +146,8 @@ class Index:
         mode = mode or settings.mode
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if k <= 0:
+            return []
         where = where or SearchFilter()
         cap = settings.per_file_cap if per_file_cap is None else per_file_cap
         pool = max(settings.candidates, k * 4)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from conftest import write_tree
+from shop_fixture import DEF_LINE, TYPED
+from shop_fixture import FILES as SHOP_FILES
 
 pytestmark = pytest.mark.slow
 
@@ -30,46 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "editors" / "neovim"
 TIMEOUT_S = 300  # the first model load converts a GGUF; completions run on a shared CPU
 
-PRICING = '''"""Price helpers shared by the shop."""
-
-
-def apply_discount(price, percent):
-    """Return price reduced by percent (0-100)."""
-    return price * (100 - percent) / 100
-
-
-def add_tax(price, rate):
-    """Return price with tax added at rate (e.g. 0.2)."""
-    return price * (1 + rate)
-'''
-DEF_LINE = 4  # 1-based line of `def apply_discount`
-
-CHECKOUT = '''from util.pricing import add_tax, apply_discount
-
-
-def checkout_total(cart, percent, rate):
-    """Total of the cart after the discount and tax."""
-    subtotal = sum(item.price for item in cart)
-    discounted = apply_discount(subtotal, percent)
-    return add_tax(discounted, rate)
-
-
-def member_total(price):
-    """Members get ten percent off."""
-    total = apply_
-'''
-TYPED = "    total = apply_"
 CURSOR_LINE = 13  # 1-based line of TYPED, the last line of CHECKOUT
 USE_LINE, USE_COL = 7, len("    discounted = apply_d")  # 1-based line, 0-based byte column
 
-FILES = {
-    "repolm.toml": "",  # the root marker the plugin finds from app/checkout.py
-    "util/__init__.py": "",
-    "util/pricing.py": PRICING,
-    "app/__init__.py": "",
-    "app/checkout.py": CHECKOUT,
-    "docs/pricing.md": "# Pricing\n\nDiscounts use `apply_discount(price, percent)` before `add_tax`.\n",
-}
+FILES = {"repolm.toml": "", **SHOP_FILES}  # repolm.toml: the root marker the plugin finds
 
 INIT_LUA = """
 vim.opt.runtimepath:prepend({plugin})

@@ -17,47 +17,13 @@ import pytest_lsp
 from conftest import write_tree
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
+from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING
 
-PRICING = '''"""Price helpers shared by the shop."""
-
-
-def apply_discount(price, percent):
-    """Return price reduced by percent (0-100)."""
-    return price * (100 - percent) / 100
-
-
-def add_tax(price, rate):
-    """Return price with tax added at rate (e.g. 0.2)."""
-    return price * (1 + rate)
-'''
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-DEF_LINE = 4  # 1-based line of `def apply_discount`
-
-CHECKOUT = '''from util.pricing import add_tax, apply_discount
-
-
-def checkout_total(cart, percent, rate):
-    """Total of the cart after the discount and tax."""
-    subtotal = sum(item.price for item in cart)
-    discounted = apply_discount(subtotal, percent)
-    return add_tax(discounted, rate)
-
-
-def member_total(price):
-    """Members get ten percent off."""
-    total = apply_
-'''
 CURSOR = types.Position(line=12, character=len("    total = apply_"))
 USE = types.Position(line=6, character=len("    discounted = apply_d"))  # on a call of apply_discount
 
-FILES = {
-    "util/__init__.py": "",
-    "util/pricing.py": PRICING,
-    "app/__init__.py": "",
-    "app/checkout.py": CHECKOUT,
-    "docs/pricing.md": "# Pricing\n\nDiscounts use `apply_discount(price, percent)` before `add_tax`.\n",
-}
 # Small budgets keep the module fast on a 2-core CPU; the code paths are the production ones.
 SETTINGS = {"repolm": {"completion": {"budget": 512, "maxTokens": 16}, "explain": {"maxTokens": 24}}}
 

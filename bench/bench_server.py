@@ -1,0 +1,213 @@
+"""The language server measured the way editors use it: a real LSP client over stdio.
+
+    python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--out FILE]
+
+On a copy of a downloaded repository (indexed first), it starts `repolm serve`, and measures:
+cold start to the first answer; single-line completion latency (textDocument/inlineCompletion, one
+request per sampled line, cursor after the line's indentation, the document cut at the cursor so
+nothing after it is visible) with and without retrieval, and exact match / edit similarity of the
+completed line against the real one; hover latency with the symbol card alone and with the model's
+explanation; the server's resident memory. Figures are medians and 95th percentiles of this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+from rapidfuzz.distance import Levenshtein
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpora import CORPORA, fresh_copy
+
+
+def sample_lines(root: Path, count: int, seed: int = 0) -> list[tuple[str, int, str]]:
+    """(path, 0-based line, text): indented code lines of at least 5 tokens, not comments."""
+    candidates = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(".repolm"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+            body = line.strip()
+            long_enough = len(body.split()) >= 3 and len(body) >= 16
+            if line.startswith("    ") and long_enough and not body.startswith(("#", '"', "'")):
+                candidates.append((relative, number, line))
+    return random.Random(seed).sample(candidates, min(count, len(candidates)))
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 1),
+    }
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+class Session:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.client = LanguageClient("repolm-bench", "1")
+        self.version = 0
+
+    async def start(self, settings: dict) -> None:
+        await self.client.start_io(sys.executable, "-m", "repolm.cli", "serve", cwd=str(self.root))
+        await self.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                root_uri=self.root.as_uri(),
+                initialization_options=settings,
+            )
+        )
+        self.client.initialized(types.InitializedParams())
+
+    def configure(self, settings: dict) -> None:
+        self.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=settings))
+
+    def open(self, relative: str, text: str) -> str:
+        uri = (self.root / relative).as_uri()
+        self.version += 1
+        self.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", self.version, text))
+        )
+        return uri
+
+    async def complete(self, uri: str, line: int, character: int) -> str:
+        result = await self.client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                types.InlineCompletionContext(types.InlineCompletionTriggerKind.Automatic),
+                types.TextDocumentIdentifier(uri),
+                types.Position(line, character),
+            )
+        )
+        items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+        return str(items[0].insert_text) if items else ""
+
+    async def hover(self, uri: str, line: int, character: int) -> str:
+        result = await self.client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(line, character))
+        )
+        return result.contents.value if result and isinstance(result.contents, types.MarkupContent) else ""
+
+    async def stop(self) -> None:
+        await self.client.shutdown_async(None)
+        self.client.exit(None)
+        await self.client.stop()
+
+
+async def completions(session: Session, lines: list[tuple[str, int, str]]) -> dict[str, object]:
+    latencies, exact, similarity = [], [], []
+    for relative, number, line in lines:
+        text = (session.root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
+        indent = len(line) - len(line.lstrip())
+        prefix = "".join(text[:number]) + line[:indent]
+        uri = session.open(relative, prefix)
+        started = time.perf_counter()
+        inserted = await session.complete(uri, number, indent)
+        latencies.append(time.perf_counter() - started)
+        expected = line.strip()
+        got = inserted.split("\n", 1)[0].strip()
+        exact.append(got == expected)
+        similarity.append(Levenshtein.normalized_similarity(got, expected))
+    return {
+        "latency": summary(latencies),
+        "exact_match": round(100 * sum(exact) / len(exact), 1),
+        "edit_similarity": round(100 * statistics.mean(similarity), 1),
+    }
+
+
+def hover_targets(root: Path, count: int) -> list[tuple[str, int, int]]:
+    """(path, 0-based line, column) on the names of distinct documented functions."""
+    targets = []
+    for path in sorted((root / "src").rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines[:-1]):
+            if line.startswith("def ") and lines[number + 1].strip().startswith('"""'):
+                targets.append((relative, number, len("def ") + 1))
+    return random.Random(1).sample(targets, min(count, len(targets)))
+
+
+async def hovers(session: Session, targets: list[tuple[str, int, int]]) -> list[float]:
+    latencies = []
+    for relative, number, column in targets:
+        uri = session.open(relative, (session.root / relative).read_text(encoding="utf-8"))
+        started = time.perf_counter()
+        contents = await session.hover(uri, number, column)
+        latencies.append(time.perf_counter() - started)
+        assert contents, f"no hover at {relative}:{number + 1}"
+    return latencies
+
+
+async def run(root: Path, lines: int, symbols: int) -> dict[str, object]:
+    session = Session(root)
+    started = time.perf_counter()
+    await session.start({"repolm": {"explain": {"enabled": False}}})
+    sample = sample_lines(root, lines)
+    first_path, first_line, first_text = sample[0]
+    indent = len(first_text) - len(first_text.lstrip())
+    source = (root / first_path).read_text(encoding="utf-8").splitlines(keepends=True)
+    uri = session.open(first_path, "".join(source[:first_line]) + first_text[:indent])
+    await session.complete(uri, first_line, indent)
+    cold = time.perf_counter() - started
+    result: dict[str, object] = {"cold_start_to_first_completion_s": round(cold, 2)}
+    result["with_retrieval"] = await completions(session, sample)
+    session.configure({"repolm": {"explain": {"enabled": False}, "completion": {"snippets": 0}}})
+    result["without_retrieval"] = await completions(session, sample)
+    targets = hover_targets(root, symbols * 2)
+    result["hover_card"] = summary(await hovers(session, targets[:symbols]))
+    session.configure({"repolm": {"explain": {"enabled": True}}})
+    result["hover_with_explanation"] = summary(await hovers(session, targets[symbols:]))
+    server_pid = session.client._server.pid  # the child process started by start_io
+    result["server_rss_mib"] = resident_mib(server_pid)
+    await session.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus", default="requests", choices=sorted(CORPORA))
+    parser.add_argument("--lines", type=int, default=60)
+    parser.add_argument("--symbols", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/server.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
+        root = fresh_copy(args.corpus, Path(scratch) / args.corpus)
+        subprocess.run(
+            [sys.executable, "-m", "repolm.cli", "index", str(root), "--json"],
+            check=True,
+            capture_output=True,
+        )
+        result = asyncio.run(run(root, args.lines, args.symbols))
+    report = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "corpus": CORPORA[args.corpus],
+        **result,
+    }
+    print(json.dumps(report, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The shop repository the end-to-end tests write: a helper defined in one file, used in another.
+
+The LSP, Neovim and VS Code tests all ask the same question of it (complete `total = apply_` in
+app/checkout.py; explain `apply_discount`, defined in util/pricing.py), so they share one copy.
+"""
+
+PRICING = '''"""Price helpers shared by the shop."""
+
+
+def apply_discount(price, percent):
+    """Return price reduced by percent (0-100)."""
+    return price * (100 - percent) / 100
+
+
+def add_tax(price, rate):
+    """Return price with tax added at rate (e.g. 0.2)."""
+    return price * (1 + rate)
+'''
+DEF_LINE = 4  # 1-based line of `def apply_discount` in util/pricing.py
+
+CHECKOUT = '''from util.pricing import add_tax, apply_discount
+
+
+def checkout_total(cart, percent, rate):
+    """Total of the cart after the discount and tax."""
+    subtotal = sum(item.price for item in cart)
+    discounted = apply_discount(subtotal, percent)
+    return add_tax(discounted, rate)
+
+
+def member_total(price):
+    """Members get ten percent off."""
+    total = apply_
+'''
+TYPED = "    total = apply_"  # the last line of CHECKOUT, where completions are asked for
+
+FILES = {
+    "util/__init__.py": "",
+    "util/pricing.py": PRICING,
+    "app/__init__.py": "",
+    "app/checkout.py": CHECKOUT,
+    "docs/pricing.md": "# Pricing\n\nDiscounts use `apply_discount(price, percent)` before `add_tax`.\n",
+}
