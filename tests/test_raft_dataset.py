@@ -1,0 +1,172 @@
+"""The RAFT dataset builder on a real index of a fixture repository (real tokenizer, real retrieval)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from raft_fixture import HELD_OUT_FILE, TRAINING_FILES, write_fixture_repo
+from repolm.training.eval_split import is_held_out
+from repolm.training.raft_dataset import RaftConfig, build_dataset, read_jsonl, write_jsonl
+from repolm.training.raft_explain import ANSWER, quoted_spans
+from repolm.training.teacher import Teacher
+
+from repolm.config import load_config
+from repolm.prompt import Document, PromptRequest, build_prompt
+
+P = 0.8
+CONFIG = RaftConfig(
+    oracle_probability=P,
+    completion_examples=100,
+    explain_examples=30,
+    completion_budget=384,
+    explain_budget=384,
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, embedder):
+    from repolm.indexer.builder import update_index
+    from repolm.indexer.retrieval import Index
+    from transformers import AutoTokenizer
+
+    from repolm.model import ensure_converted
+
+    root = write_fixture_repo(tmp_path_factory.mktemp("raft") / "repo")
+    config = load_config(root)
+    update_index(root, config, embedder=embedder)
+    index = Index.open(root, config, embedder)
+    tokenizer = AutoTokenizer.from_pretrained(ensure_converted(), local_files_only=True)
+    examples, stats = build_dataset(index, tokenizer, CONFIG)
+    yield index, tokenizer, examples, stats, root
+    index.close()
+
+
+def test_fixture_split_is_as_expected():
+    assert is_held_out(HELD_OUT_FILE)
+    assert not any(is_held_out(path) for path in TRAINING_FILES)
+
+
+def test_no_example_or_document_from_the_evaluation_split(built):
+    _, _, examples, stats, _ = built
+    assert stats.held_out_files == 1 and examples
+    for example in examples:
+        assert not is_held_out(example.path)
+        assert all(not is_held_out(d["path"]) for d in example.documents)
+        assert "nightly_job_total" not in example.prompt + example.completion
+
+
+def test_oracle_share_matches_p(built):
+    _, _, examples, stats, _ = built
+    available = [e for e in examples if e.oracle_available]
+    assert len(available) >= 60
+    share = sum(e.oracle_included for e in available) / len(available)
+    assert abs(share - P) < 0.12, share
+    assert stats.oracle_share == pytest.approx(share, abs=1e-3)
+    assert any(not e.oracle_included for e in available)  # RAFT's distractor-only share exists
+
+
+def test_oracles_define_the_used_symbols_and_distractors_do_not(built):
+    index, _, examples, _, _ = built
+    checked = 0
+    for example in (e for e in examples if e.task == "complete" and e.symbols):
+        definitions = [index.graph.by_qualname(q) for q in example.symbols]
+        places = [(s.path, s.name_line) for s in definitions if s is not None]
+
+        for document in example.documents:
+            first, last = document["start_line"], document["end_line"]
+            defines = any(document["path"] == p and first <= n <= last for p, n in places)
+            assert defines == document["oracle"], (example.id, document["symbol"])
+            assert document["path"] != example.path  # never the target's own file
+        checked += 1
+    assert checked >= 50
+
+
+def test_every_quote_is_verbatim_in_its_documents_and_abstentions_lack_the_oracle(built):
+    _, _, examples, _, _ = built
+    explains = [e for e in examples if e.task == "explain"]
+    assert explains and any(e.abstain for e in explains) and any(not e.abstain for e in explains)
+    for example in explains:
+        assert example.answer.rsplit("\n", 1)[-1].startswith(ANSWER)
+        texts = [d["text"] for d in example.documents]
+        for quote in quoted_spans(example.answer):
+            assert quote.strip() and any(quote in text for text in texts), quote
+        if example.abstain:
+            assert not quoted_spans(example.answer)
+            assert "sources do not contain" in example.answer
+        else:
+            assert example.quotes and example.source_spans
+
+
+def test_prompts_are_the_serving_prompts(built):
+    """train = serve: the stored prompt is what build_prompt makes from the stored documents and prefix."""
+    _, tokenizer, examples, _, _ = built
+    for example in [e for e in examples if e.task == "complete"][:15]:
+        documents = [
+            Document(d["path"], d["start_line"], d["end_line"], d["text"], d["symbol"])
+            for d in example.documents
+        ]
+        request = PromptRequest("complete", documents, prefix=example.prefix, path=example.path)
+        prompt = build_prompt(request, tokenizer, CONFIG.completion_budget)
+        assert prompt.text == example.prompt
+        assert example.completion == prompt.healed + example.answer + "\n"
+
+
+def test_secrets_filtered_deduplicated_and_jsonl_stable(built, tmp_path):
+    _, _, examples, _, _ = built
+    out = tmp_path / "data.jsonl"
+    first = write_jsonl(examples, out)
+    assert write_jsonl(examples, tmp_path / "again.jsonl") == first
+    text = out.read_text(encoding="utf-8")
+    assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc" not in text
+    rows = read_jsonl(out)
+    assert len({row["id"] for row in rows}) == len(rows) == len(examples)
+    for field in ("id", "task", "documents", "answer", "source_spans", "prompt", "completion"):
+        assert field in rows[0]
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _ChatHandler.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        reply = {"choices": [{"message": {"role": "assistant", "content": "Step. <ANSWER>: adds"}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def test_teacher_client_talks_to_an_openai_compatible_endpoint(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("RAFT_TEST_KEY", "secret-value")
+        teacher = Teacher(f"http://127.0.0.1:{server.server_port}/v1", "tiny", "RAFT_TEST_KEY")
+        assert teacher.answer("Sources: ...") == "Step. <ANSWER>: adds"
+        request = _ChatHandler.seen[-1]
+        assert request["path"] == "/v1/chat/completions"
+        assert request["auth"] == "Bearer secret-value"
+        assert (
+            request["body"]["model"] == "tiny"
+            and request["body"]["messages"][-1]["content"] == "Sources: ..."
+        )
+    finally:
+        server.shutdown()
+    assert Teacher(f"http://127.0.0.1:{server.server_port}/v1", "tiny", timeout=2).answer("x") is None
+
+
+def test_fixture_writes_into_a_fresh_folder(tmp_path: Path):
+    root = write_fixture_repo(tmp_path)
+    assert (root / HELD_OUT_FILE).is_file()

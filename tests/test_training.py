@@ -1,0 +1,177 @@
+"""LoRA training on CPU (tiny runs), resume after a kill under `accelerate launch`, registry and gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from raft_fixture import write_fixture_repo
+from repolm.training.finetune import CHECKPOINTS, RESULT_FILE, TrainConfig, train_raft
+from repolm.training.gate import decide
+from repolm.training.raft_dataset import RaftConfig, build_dataset, write_jsonl
+from repolm.training.registry import BusyError, Registry, RegistryError
+from repolm.training.retrain import EXIT_BUSY, TrainOptions, retrain
+
+from repolm.config import load_config
+
+TINY = TrainConfig(
+    max_steps=2,
+    batch_size=1,
+    gradient_accumulation=1,
+    max_length=200,
+    lora_r=4,
+    learning_rate=5e-3,
+    warmup_steps=0,
+    save_steps=1,
+    logging_steps=1,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, embedder) -> tuple[Path, Path]:
+    from repolm.indexer.builder import update_index
+    from repolm.indexer.retrieval import Index
+    from transformers import AutoTokenizer
+
+    from repolm.model import ensure_converted
+
+    root = write_fixture_repo(tmp_path_factory.mktemp("train") / "repo")
+    config = load_config(root)
+    update_index(root, config, embedder=embedder)
+    index = Index.open(root, config, embedder)
+    tokenizer = AutoTokenizer.from_pretrained(ensure_converted(), local_files_only=True)
+    small = RaftConfig(completion_examples=12, explain_examples=4, completion_budget=128, explain_budget=192)
+    examples, _ = build_dataset(index, tokenizer, small)
+    index.close()
+    path = root / "raft.jsonl"
+    write_jsonl(examples, path)
+    return root, path
+
+
+def test_cpu_training_produces_an_adapter_that_changes_the_model(dataset, tmp_path):
+    import torch
+
+    from repolm.model import load_model
+
+    _, path = dataset
+    adapter = tmp_path / "adapter"
+    result = train_raft(path, adapter, TINY)
+    assert result.steps == 2 and result.device == "cpu" and result.tokens_per_second > 0
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    curve = json.loads((adapter / "loss_curve.json").read_text())
+    assert [p["step"] for p in curve] == [1, 2]
+    assert (adapter / "loss_curve.png").is_file()
+
+    loaded = load_model(device="cpu")
+    ids = torch.tensor(
+        [loaded.tokenizer("def add(a, b):\n    return", add_special_tokens=False)["input_ids"]]
+    )
+    with torch.inference_mode():
+        before = loaded.model(input_ids=ids).logits
+    loaded.set_adapter(adapter)
+    with torch.inference_mode():
+        after = loaded.model(input_ids=ids).logits
+    assert (after - before).abs().max().item() > 1e-3
+
+
+def _launch(dataset: Path, output: Path) -> list[str]:
+    arguments = ["--dataset", str(dataset), "--output", str(output), "--max-steps", "3", "--save-steps", "1"]
+    arguments += ["--batch-size", "1", "--max-length", "200"]
+    launcher = ["launch", "--num_processes", "1", "--cpu", "-m", "repolm.training.finetune"]
+    return [str(Path(sys.executable).with_name("accelerate")), *launcher, *arguments]
+
+
+def test_training_resumes_from_its_checkpoint_after_a_kill(dataset, tmp_path):
+    _, path = dataset
+    output = tmp_path / "adapter"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = _launch(path, output)
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    checkpoint = output / CHECKPOINTS / "checkpoint-1" / "trainer_state.json"
+    deadline = time.monotonic() + 180
+    while not checkpoint.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole launcher tree, as an interrupted job would die
+    first.wait()
+    assert checkpoint.is_file(), first.stderr.read().decode()[-2000:] if first.stderr else ""
+    assert not (output / RESULT_FILE).exists()
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((output / RESULT_FILE).read_text())
+    assert result["resumed_from_step"] >= 1
+    assert result["steps"] == 3
+
+
+def _evaluation(candidate: list[float], incumbent: list[float]) -> dict:
+    from repolm.training.metrics import bootstrap
+
+    def arm(values: list[float]) -> dict:
+        return {"hybrid": {"n": len(values), "exact_match": bootstrap(values).to_json()}}
+
+    records = [
+        {"models": {"new": {"hybrid": {"exact_match": c}}, "old": {"hybrid": {"exact_match": i}}}}
+        for c, i in zip(candidate, incumbent, strict=True)
+    ]
+    return {
+        "models": {"new": {"arms": arm(candidate)}, "old": {"arms": arm(incumbent)}},
+        "records": records,
+    }
+
+
+def test_gate_refuses_a_worse_or_merely_equal_adapter_and_accepts_a_clearly_better_one():
+    worse = decide(_evaluation([0.0] * 30 + [1.0] * 10, [0.0] * 20 + [1.0] * 20), "new", "old")
+    assert not worse.promote and worse.difference < 0 and "not promoted" in worse.reason
+    noisy = decide(_evaluation([1.0, 0.0] * 20, [0.0, 1.0] * 20), "new", "old")
+    assert not noisy.promote
+    better = decide(_evaluation([1.0] * 30 + [0.0] * 10, [0.0] * 30 + [1.0] * 10), "new", "old")
+    assert better.promote and better.ci_low > 0 and better.method == "paired_bootstrap"
+    unpaired = _evaluation([1.0] * 30 + [0.0] * 10, [0.0] * 30 + [1.0] * 10)
+    del unpaired["records"]
+    assert decide(unpaired, "new", "old").method == "ci_vs_mean"
+
+
+def _fake_adapter(registry: Registry, name: str) -> None:
+    folder = registry.path(name)
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+
+
+def test_registry_activates_atomically_and_rolls_back(tmp_path):
+    registry = Registry(tmp_path / ".repolm")
+    for name in ("a", "b"):
+        _fake_adapter(registry, name)
+    assert registry.active() is None
+    registry.activate("a")
+    registry.activate("b")
+    assert registry.active() == "b"
+    assert (registry.root / "active").resolve() == registry.path("b").resolve()
+    assert (registry.root / "ACTIVE").read_text().strip() == "b"
+    assert registry.rollback() == "a" and registry.active() == "a"
+    assert registry.rollback() is None and registry.active() is None
+    assert not (registry.root / "active").exists()
+    with pytest.raises(RegistryError):
+        registry.rollback()
+    with pytest.raises(RegistryError):
+        registry.activate("missing")
+    assert [row["name"] for row in registry.listing()] == ["a", "b"]
+
+
+def test_a_second_retrain_is_refused_while_one_holds_the_lock(tmp_path):
+    root = write_fixture_repo(tmp_path / "repo")
+    config = load_config(root)
+    registry = Registry(config.index_path(root))
+    with registry.lock():
+        with pytest.raises(BusyError), registry.lock():
+            pass
+        report = retrain(root, config, TrainOptions(), log=lambda message: None)
+    assert report.exit_code == EXIT_BUSY and "another retrain" in report.reason

@@ -1,0 +1,347 @@
+"""Held-out completion targets: which lines to complete, where the cursor goes, and the oracle context.
+
+The cursor rule: the cursor sits at the start of the target line's content, after its indentation, and
+the target is the rest of that line. Indentation is what an editor inserts by itself after Enter, so the
+model is judged on the code proper; and starting at the content (not mid-identifier) gives every line
+kind the same, unbiased starting point. The model sees the file only up to the cursor.
+
+Three kinds of target, sampled round-robin with a seeded RNG so that a run is reproducible:
+
+- `line`: any code line (not blank, not a comment, not part of a docstring or multi-line string);
+- `call`: a line that calls a function or class defined in the repository;
+- `first_use`: the first line of a file that uses a given symbol defined in another file — the moment
+  retrieval should matter most, because nothing earlier in the file shows the symbol.
+
+Every target has at least `MIN_TOKENS` tokens and occurs exactly once in the repository: a line repeated
+elsewhere can be copied rather than completed, and a copy in a training file would leak the answer.
+The oracle of a target is the chunks defining the repository symbols (from other files) the line uses,
+found by resolving each name through the symbol graph from the file's imports and scope.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import random
+import re
+import tokenize
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repolm.indexer.code_chunks import module_name, parse_code
+from repolm.indexer.graph import Symbol
+from repolm.indexer.records import ParsedFile
+from repolm.indexer.retrieval import Index
+from repolm.indexer.store import alive
+
+from .eval_split import EvalSplit
+
+KINDS = ("first_use", "call", "line")
+MIN_TOKENS = 5
+CALLABLE_KINDS = frozenset({"function", "method", "class"})
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_STRING = re.compile(r"""(?<!\w)[bfruBFRU]{0,2}("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+_IMPORT_LINE = re.compile(r"^\s*(?:from\s+\S+\s+import\b|import\s)")
+_RECEIVERS = frozenset({"self", "cls", "this"})
+_BUILTINS = frozenset(dir(builtins))
+_COMMENT_MARKS = {"python": ("#",)}
+_C_COMMENT_MARKS = ("//", "/*", "*")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # repository-relative
+    line: int  # 1-based
+    column: int  # 0-based: where the line's content starts; the cursor
+    kind: str  # first_use | call | line
+    expected: str  # the rest of the line after the cursor, trailing whitespace removed
+    symbols: tuple[str, ...] = ()  # qualnames of the repository symbols from other files the line uses
+    oracle_chunks: tuple[int, ...] = ()  # ids of the chunks defining them (the oracle context)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "kind": self.kind,
+            "expected": self.expected,
+            "symbols": list(self.symbols),
+        }
+
+
+@dataclass
+class FileFacts:
+    """What target selection needs to know about one file."""
+
+    eligible: set[int] = field(default_factory=set)  # lines that may be targets (before the dedup rule)
+    uses: dict[int, list[Symbol]] = field(default_factory=dict)  # line -> cross-file symbols it uses
+    calls: set[int] = field(default_factory=set)  # lines calling a repository function or class
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lines and cursors
+
+
+def file_lines(text: str) -> list[str]:
+    """Lines as the indexer numbers them (tree-sitter rows: split on "\\n" only)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def cursor_prefix(text: str, line: int, column: int) -> str:
+    """The file's text before the cursor at 1-based `line`, 0-based `column`."""
+    start = 0
+    for _ in range(line - 1):
+        start = text.index("\n", start) + 1
+    return text[: start + column]
+
+
+def editor_position(prefix: str) -> tuple[int, int]:
+    """The 0-based (line, character) at the end of `prefix`, counted the way `split_at` counts lines."""
+    lines = prefix.splitlines(keepends=True)
+    if not prefix or prefix.endswith(("\n", "\r")):
+        return len(lines), 0
+    return len(lines) - 1, len(lines[-1])
+
+
+def token_count(code: str) -> int:
+    return len(_TOKEN.findall(code))
+
+
+def eligible_lines(language: str, text: str) -> set[int]:
+    """1-based lines that are code: not blank, not comments, not in docstrings or multi-line strings."""
+    lines = file_lines(text)
+    marks = _COMMENT_MARKS.get(language, _C_COMMENT_MARKS)
+    excluded = _python_string_lines(text) if language == "python" else set()
+    return {
+        number
+        for number, content in enumerate(lines, 1)
+        if (stripped := content.strip())
+        and not stripped.startswith(marks)
+        and number not in excluded
+        and token_count(stripped) >= MIN_TOKENS
+        and re.search(r"\w", _STRING.sub("", stripped))  # not a lone string piece
+    }
+
+
+def _python_string_lines(text: str) -> set[int]:
+    """Lines inside multi-line strings, and lines that are a bare string statement (docstrings)."""
+    excluded: set[int] = set()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return excluded  # a file that does not tokenize keeps the plain line rules
+    statement_start = True
+    for index, token in enumerate(tokens):
+        if token.type == tokenize.STRING:
+            first, last = token.start[0], token.end[0]
+            following = tokens[index + 1].type if index + 1 < len(tokens) else tokenize.ENDMARKER
+            bare = statement_start and following in (tokenize.NEWLINE, tokenize.ENDMARKER)
+            if last > first or bare:
+                excluded.update(range(first, last + 1))
+        if token.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.COMMENT):
+            statement_start = token.type == tokenize.NEWLINE
+    return excluded
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which repository symbols a line uses
+
+
+def _innermost_scope(parsed: ParsedFile, line: int, module: str) -> str:
+    covering = [d for d in parsed.definitions if d.start_line <= line <= d.end_line]
+    best = min(covering, key=lambda d: d.end_line - d.start_line, default=None)
+    return best.qualname if best else module
+
+
+def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts:
+    """Eligible lines, the cross-file symbols each line uses, and the lines calling repository code.
+
+    A name is resolved only when the file says where it comes from: its head is imported, it is a
+    member reached through self/cls/this, or it is a bare function name called on that line (not a
+    builtin). `obj.method()` on a local variable is skipped: its type is unknown, and the graph's
+    "defined once in the repository" fallback would match any same-named method.
+    """
+    facts = FileFacts(eligible=eligible_lines(language, text))
+    parsed = parse_code(path, language, text)
+    graph = index.graph
+    imported = {imp.alias for imp in parsed.imports}
+    import_lines = {imp.line for imp in parsed.imports}
+    module = module_name(path)
+    calls: dict[int, list[str]] = {}
+    for reference in parsed.references:
+        expression = reference.expression
+        head = expression.split(".")[0]
+        known = head in imported or head in _RECEIVERS or ("." not in expression and head not in _BUILTINS)
+        if reference.kind == "call" and known:
+            calls.setdefault(reference.line, []).append(expression)
+    resolved: dict[tuple[str, str], Symbol | None] = {}
+
+    def resolve(expression: str, scope: str) -> Symbol | None:
+        key = (expression, scope)
+        if key not in resolved:
+            resolved[key] = graph.resolve(expression, path, scope)
+        return resolved[key]
+
+    for number, content in enumerate(file_lines(text), 1):
+        if number in import_lines or _IMPORT_LINE.match(content) or not content.strip():
+            continue
+        code = _STRING.sub('""', content.split("#", 1)[0] if language == "python" else content)
+        called = calls.get(number, [])
+        expressions = [
+            e for e in _DOTTED.findall(code) if e.split(".")[0] in imported or e.split(".")[0] in _RECEIVERS
+        ]
+        if not expressions and not called:
+            continue
+        scope = _innermost_scope(parsed, number, module)
+        found: dict[str, Symbol] = {}
+        for expression in dict.fromkeys([*called, *expressions]):
+            symbol = _resolve_longest(expression, scope, resolve)
+            if symbol is None:
+                continue
+            if expression in called and symbol.kind in CALLABLE_KINDS:
+                facts.calls.add(number)
+            if symbol.path != path:
+                found.setdefault(symbol.qualname, symbol)
+        if found:
+            facts.uses[number] = list(found.values())
+    return facts
+
+
+def _resolve_longest(
+    expression: str, scope: str, resolve: Callable[[str, str], Symbol | None]
+) -> Symbol | None:
+    """The longest leading part of a dotted expression that names a symbol (`mod.Class` in `mod.Class.x`)."""
+    parts = expression.split(".")
+    for end in range(len(parts), 0, -1):
+        if end == 1 and parts[0] in _RECEIVERS:
+            return None
+        symbol = resolve(".".join(parts[:end]), scope)
+        if symbol is not None:
+            return symbol
+    return None
+
+
+def oracle_chunk_ids(index: Index, symbol: Symbol) -> list[int]:
+    """The chunk that holds a symbol's definition: the innermost one covering the line of its name."""
+    row = index.store.db.execute(
+        "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id"
+        f" WHERE {alive('f', index.generation)} AND f.path = ? AND c.start_line <= ? AND c.end_line >= ?"
+        " ORDER BY c.end_line - c.start_line, c.id LIMIT 1",
+        (symbol.path, symbol.name_line, symbol.name_line),
+    ).fetchone()
+    return [row[0]] if row else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling
+
+
+def code_files(index: Index) -> dict[str, str]:
+    """Indexed source files (path -> language); documentation is never a completion target."""
+    rows = index.store.db.execute(
+        f"SELECT f.path, f.language FROM files f WHERE {alive('f', index.generation)} ORDER BY f.path"
+    )
+    return {path: language for path, language in rows if language not in {"markdown", "rst", "text"}}
+
+
+def read_text(root: Path, path: str) -> str | None:
+    try:
+        return (root / path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def repository_line_counts(root: Path, paths: Iterable[str]) -> Counter[str]:
+    """How often each stripped line occurs across the repository's source files."""
+    counts: Counter[str] = Counter()
+    for path in paths:
+        text = read_text(root, path)
+        if text is not None:
+            counts.update(line.strip() for line in file_lines(text) if line.strip())
+    return counts
+
+
+def sample_targets(
+    index: Index,
+    split: EvalSplit,
+    limit: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[Target]:
+    """Up to `limit` targets from the evaluation split, balanced over the kinds, reproducible by `seed`."""
+    report = progress or (lambda stage, done, total: None)
+    files = code_files(index)
+    counts = repository_line_counts(index.root, files)
+    held_out = split.files(sorted(files))
+    candidates: dict[str, list[tuple[str, int]]] = {kind: [] for kind in KINDS}
+    facts_of: dict[str, FileFacts] = {}
+    lines_of: dict[str, list[str]] = {}
+    for done, path in enumerate(held_out, 1):
+        report("targets", done - 1, len(held_out))
+        text = read_text(index.root, path)
+        if text is None:
+            continue
+        try:
+            facts = analyze_file(index, path, files[path], text)
+        except ValueError:  # a language the code chunker does not parse
+            continue
+        lines = file_lines(text)
+        facts_of[path], lines_of[path] = facts, lines
+        usable = sorted(
+            n for n in facts.eligible if counts[lines[n - 1].strip()] == 1 and split.allows(path, n)
+        )
+        first_use: dict[str, int] = {}
+        for number in sorted(facts.uses):
+            for symbol in facts.uses[number]:
+                first_use.setdefault(symbol.qualname, number)
+        usable_set = set(usable)
+        candidates["line"] += [(path, n) for n in usable]
+        candidates["call"] += [(path, n) for n in usable if n in facts.calls]
+        candidates["first_use"] += [(path, n) for n in sorted(set(first_use.values())) if n in usable_set]
+    report("targets", len(held_out), len(held_out))
+    picked = _round_robin(candidates, limit, random.Random(seed))
+    return [_target(index, path, n, kind, lines_of[path], facts_of[path]) for kind, path, n in picked]
+
+
+def _round_robin(
+    candidates: dict[str, list[tuple[str, int]]], limit: int, rng: random.Random
+) -> list[tuple[str, str, int]]:
+    """One from each kind in turn (shuffled per kind); a line picked by one kind is skipped by the rest."""
+    queues = {kind: list(candidates[kind]) for kind in KINDS}
+    for kind in KINDS:
+        rng.shuffle(queues[kind])
+    taken: set[tuple[str, int]] = set()
+    picked: list[tuple[str, str, int]] = []
+    while len(picked) < limit and any(queues.values()):
+        for kind in KINDS:
+            while queues[kind]:
+                place = queues[kind].pop()
+                if place not in taken:
+                    taken.add(place)
+                    picked.append((kind, *place))
+                    break
+            if len(picked) == limit:
+                break
+    return sorted(picked, key=lambda item: (item[1], item[2]))
+
+
+def _target(index: Index, path: str, number: int, kind: str, lines: list[str], facts: FileFacts) -> Target:
+    content = lines[number - 1]
+    column = len(content) - len(content.lstrip())
+    symbols = facts.uses.get(number, [])
+    chunks = [chunk for symbol in symbols for chunk in oracle_chunk_ids(index, symbol)]
+    return Target(
+        path,
+        number,
+        column,
+        kind,
+        content[column:].rstrip(),
+        tuple(s.qualname for s in symbols),
+        tuple(dict.fromkeys(chunks)),
+    )

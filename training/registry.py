@@ -1,0 +1,194 @@
+"""The adapter registry: trained LoRA adapters under the index directory, one of them active.
+
+Layout (under the index dir, `.repolm/` by default)::
+
+    adapters/
+      <name>/             a standard PEFT adapter folder, plus manifest.json, loss curve, eval.json
+      ACTIVE              the active adapter's name (one line; absent or empty: the plain base model)
+      active -> <name>    a symlink to the active folder, for `[serve] adapter = ".repolm/adapters/active"`
+      HISTORY             previously active names, oldest first ("" stands for the plain base model)
+      retrain.lock        held (fcntl) while a retrain runs
+
+ACTIVE and the `active` symlink are replaced atomically (write beside, then rename), so a server
+watching either never reads a half-written state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ADAPTERS = "adapters"
+ACTIVE_FILE = "ACTIVE"
+ACTIVE_LINK = "active"
+HISTORY_FILE = "HISTORY"
+LOCK_FILE = "retrain.lock"
+MANIFEST = "manifest.json"
+RESERVED = frozenset({ACTIVE_FILE, ACTIVE_LINK, HISTORY_FILE, LOCK_FILE})
+
+
+class RegistryError(RuntimeError):
+    """An unknown adapter, a folder that is not an adapter, or nothing to roll back to."""
+
+
+class BusyError(RuntimeError):
+    """Another retrain holds the lock."""
+
+
+@dataclass
+class Manifest:
+    name: str
+    base_model: str
+    mode: str  # raft | plain
+    index_generation: int
+    git_commit: str | None
+    dataset_hash: str
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat("seconds"))
+    profile: str = ""
+    eval_metrics: dict[str, Any] = field(default_factory=dict)  # filled after evaluation
+    gate: dict[str, Any] = field(default_factory=dict)  # the promotion decision, with its reason
+    train: dict[str, Any] = field(default_factory=dict)  # TrainResult summary
+    dataset: dict[str, Any] = field(default_factory=dict)  # DatasetStats
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Registry:
+    def __init__(self, index_dir: Path) -> None:
+        self.root = index_dir / ADAPTERS
+
+    def path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith(".") or name in RESERVED:
+            raise RegistryError(f"{name!r} is not a valid adapter name")
+        return self.root / name
+
+    def new_name(self, mode: str) -> str:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        name, serial = f"{mode}-{stamp}", 1
+        while (self.root / name).exists():
+            serial += 1
+            name = f"{mode}-{stamp}-{serial}"
+        return name
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.is_symlink() and (p / "adapter_config.json").is_file()
+        )
+
+    def manifest(self, name: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.path(name) / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        atomic_write(self.path(manifest.name) / MANIFEST, json.dumps(manifest.to_json(), indent=2) + "\n")
+
+    def active(self) -> str | None:
+        try:
+            name = (self.root / ACTIVE_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return name or None
+
+    def active_path(self) -> Path | None:
+        name = self.active()
+        return self.path(name) if name else None
+
+    def _history(self) -> list[str]:
+        try:
+            return (self.root / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+
+    def _set_active(self, name: str | None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        link = self.root / ACTIVE_LINK
+        if name:
+            tmp = self.root / f".{ACTIVE_LINK}.tmp-{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(name, target_is_directory=True)  # relative: the index dir may move
+            os.replace(tmp, link)
+        else:
+            link.unlink(missing_ok=True)
+        atomic_write(self.root / ACTIVE_FILE, (name or "") + "\n")
+
+    def activate(self, name: str | None) -> None:
+        """Make `name` (None: the plain base model) active; the previous one goes on the history."""
+        if name is not None and name not in self.names():
+            raise RegistryError(f"no adapter named {name!r} in {self.root}")
+        previous = self.active()
+        if previous == name:
+            return
+        atomic_write(self.root / HISTORY_FILE, "\n".join([*self._history(), previous or ""]) + "\n")
+        self._set_active(name)
+
+    def rollback(self) -> str | None:
+        """Re-activate the previously active adapter (None: the base model); returns it."""
+        history = self._history()
+        names = set(self.names())
+        while history and history[-1] and history[-1] not in names:
+            history.pop()  # deleted since
+        if not history:
+            raise RegistryError("nothing to roll back to: no adapter was active before this one")
+        previous = history.pop()
+        atomic_write(self.root / HISTORY_FILE, "".join(f"{h}\n" for h in history))
+        self._set_active(previous or None)
+        return previous or None
+
+    def remove(self, name: str) -> None:
+        if name == self.active():
+            raise RegistryError(f"{name!r} is active; activate another adapter or roll back first")
+        shutil.rmtree(self.path(name))
+
+    def listing(self) -> list[dict[str, Any]]:
+        active = self.active()
+        rows = []
+        for name in self.names():
+            manifest = self.manifest(name)
+            rows.append(
+                {
+                    "name": name,
+                    "active": name == active,
+                    "mode": manifest.get("mode"),
+                    "created": manifest.get("created"),
+                    "index_generation": manifest.get("index_generation"),
+                    "hybrid_exact_match": manifest.get("eval_metrics", {}).get("hybrid_exact_match"),
+                    "promoted": manifest.get("gate", {}).get("promote"),
+                    "path": str(self.path(name)),
+                }
+            )
+        return rows
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held for a whole retrain; a second one fails at once (cron must not pile runs up)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as error:
+                raise BusyError(f"another retrain is running ({self.root / LOCK_FILE} is locked)") from error
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
