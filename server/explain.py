@@ -39,6 +39,7 @@ DocSearch = Callable[[str, int], Sequence[Document]]  # (query, k) -> documentat
 _QUOTE = re.compile(r"##begin_quote##(.*?)(?:##end_quote##|\Z)", re.DOTALL)
 _FENCE = re.compile(r"```[\w+-]*\n?(.*?)(?:```|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _CITATION = re.compile(r"\[?(?<![\w/.-])([\w.-]+(?:/[\w.-]+)*\.\w+):(\d+)(?:-(\d+))?\]?")
 _ANSWER = re.compile(r"<ANSWER>:\s*")
 
@@ -211,6 +212,7 @@ def _squash(text: str) -> str:
 def verify(text: str, sources: Sequence[Document]) -> Verified:
     """Keep only quotes found verbatim in `sources` and citations that point into one of them."""
     haystacks = [_squash(document.text) for document in sources]
+    sources_text = "\n".join(document.text for document in sources)
     dropped_quotes: list[str] = []
     dropped_citations: list[str] = []
 
@@ -229,7 +231,12 @@ def verify(text: str, sources: Sequence[Document]) -> Verified:
         return quote(match) if match.group(1).strip() else ""
 
     def inline(match: re.Match[str]) -> str:
-        if found(match.group(1)):
+        # A name is often written qualified (`pkg.mod.Class`) where the source only has `Class`; the
+        # name's own part must still be in the sources, so nothing invented gets through.
+        span = match.group(1).strip().removesuffix("()")
+        name = span.rsplit(".", 1)[-1]
+        named = _DOTTED_NAME.fullmatch(span) and re.search(rf"\b{name}\b", sources_text)
+        if found(match.group(1)) or named:
             return match.group(0)
         dropped_quotes.append(match.group(1))
         return ""

@@ -163,6 +163,12 @@ def test_invented_quotes_and_citations_are_dropped() -> None:
     assert result.text.endswith("**Answer:** it discounts")
 
 
+def test_qualified_names_pass_only_when_their_own_name_is_in_the_sources() -> None:
+    result = verify("It is `util.pricing.apply_discount`; not `util.pricing.apply_coupon()`.", SOURCES)
+    assert "`util.pricing.apply_discount`" in result.text
+    assert "apply_coupon" not in result.text and result.dropped_quotes == ("util.pricing.apply_coupon()",)
+
+
 def test_an_unterminated_quote_is_checked_too() -> None:
     assert verify("Look: ##begin_quote## made up text", SOURCES).text == "Look:"
 
