@@ -301,7 +301,10 @@ class Store:
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        # A bytearray, not bytes: the matrix must be writable for torch to share its memory.
+        matrix = np.frombuffer(bytearray(b"".join(r[1] for r in rows)), dtype=np.float32).reshape(
+            len(rows), -1
+        )
         return ids, matrix
 
     def prune_embeddings(self, model: str) -> None:
