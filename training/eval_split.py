@@ -78,6 +78,17 @@ class EvalSplit:
         return {"kind": "commit", "rev": self.rev}
 
 
+def git_commit(root: Path) -> str | None:
+    """The commit checked out at `root`, or None outside git (evaluations and adapters record it)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
+
+
 def parse_split(spec: str, root: Path) -> EvalSplit:
     """`file`, `file:FRACTION` or `commit:REV`."""
     kind, _, value = spec.partition(":")

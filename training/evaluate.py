@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from repolm.prompt import Document
 
 from . import metrics
 from .eval_explain import evaluate_explanations
-from .eval_split import EvalSplit
+from .eval_split import EvalSplit, git_commit
 from .eval_targets import Target, cursor_prefix, editor_position, read_text, sample_targets
 
 SCHEMA_VERSION = 1
@@ -239,7 +238,7 @@ def evaluate(
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "repo": {"root": str(root), "commit": _git_commit(root), "index_generation": index.generation},
+        "repo": {"root": str(root), "commit": git_commit(root), "index_generation": index.generation},
         "split": options.split.describe(),
         "seed": options.seed,
         "limit": options.limit,
@@ -295,16 +294,6 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def _round(value: float) -> float | None:
     return None if value != value else round(value, 1)  # NaN (no samples) is not JSON
-
-
-def _git_commit(root: Path) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def adapter_loader(base: str | None = None, threads: int = 0) -> Callable[[str | None], LoadedModel]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from repolm.indexer.retrieval import Index
 from repolm.config import Config
 from repolm.model import DEFAULT_BASE, resolve_base
 
-from .eval_split import EvalSplit
+from .eval_split import EvalSplit, git_commit
 from .evaluate import BASE_MODEL, EvalOptions, adapter_loader, evaluate
 from .finetune import Profile, TrainResult, profile, train_plain, train_raft
 from .gate import GATE_ARM, GateDecision, decide
@@ -83,16 +82,6 @@ def configured_profile(config: Config, name: str) -> Profile:
     )
     train = dataclasses.replace(chosen.train, base=config.serve.model or None, seed=settings.seed)
     return Profile(raft, train)
-
-
-def git_commit(root: Path) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def train_adapter(
