@@ -40,6 +40,13 @@ _QUOTE = re.compile(r"##begin_quote##(.*?)(?:##end_quote##|\Z)", re.DOTALL)
 _FENCE = re.compile(r"```[\w+-]*\n?(.*?)(?:```|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+def is_name(span: str) -> bool:
+    """Whether an inline code span is only a (dotted) name, possibly called: `a.b.c` or `f()`."""
+    return bool(_DOTTED_NAME.fullmatch(span.strip().removesuffix("()")))
+
+
 _CITATION = re.compile(r"\[?(?<![\w/.-])([\w.-]+(?:/[\w.-]+)*\.\w+):(\d+)(?:-(\d+))?\]?")
 _ANSWER = re.compile(r"<ANSWER>:\s*")
 
@@ -233,9 +240,8 @@ def verify(text: str, sources: Sequence[Document]) -> Verified:
     def inline(match: re.Match[str]) -> str:
         # A name is often written qualified (`pkg.mod.Class`) where the source only has `Class`; the
         # name's own part must still be in the sources, so nothing invented gets through.
-        span = match.group(1).strip().removesuffix("()")
-        name = span.rsplit(".", 1)[-1]
-        named = _DOTTED_NAME.fullmatch(span) and re.search(rf"\b{name}\b", sources_text)
+        name = match.group(1).strip().removesuffix("()").rsplit(".", 1)[-1]
+        named = is_name(match.group(1)) and re.search(rf"\b{name}\b", sources_text)
         if found(match.group(1)) or named:
             return match.group(0)
         dropped_quotes.append(match.group(1))

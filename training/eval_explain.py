@@ -6,8 +6,9 @@ the user would see (the verified text):
 - `cites_definition`: share of explanations citing the symbol's defining file at a line of its definition;
 - `citation_precision`: citations that point into a source the model was given / all citations it wrote
   (the verifier drops the others before display, so this measures the model, not the display);
-- `quotes_verbatim`: share of the displayed quoted spans (fenced blocks, inline code) found verbatim
-  (whitespace-normalised) in the sources — must be 1.0;
+- `quotes_verbatim`: share of the displayed quoted spans (fenced blocks, inline code other than bare
+  names) found verbatim (whitespace-normalised) in the sources — must be 1.0; an inline name such as
+  `pkg.mod.func` is an identifier, judged by the next check;
 - `unknown_identifiers`: code-looking names in the displayed text that occur nowhere in the repository
   (nor among the language's builtins and keywords) — must be 0.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from repolm.indexer.graph import Symbol
 from repolm.indexer.retrieval import Index
 from repolm.indexer.store import alive
-from repolm.server.explain import DOC_LANGUAGES, Explainer, Explanation
+from repolm.server.explain import DOC_LANGUAGES, Explainer, Explanation, is_name
 
 from repolm.config import ServeConfig
 from repolm.model import LoadedModel
@@ -103,7 +104,7 @@ def judge(explanation: Explanation, symbol: Symbol, vocabulary: frozenset[str]) 
         path == symbol.path and symbol.start_line <= line <= symbol.end_line for path, line in citations
     )
     haystacks = [_squash(d.text) for d in explanation.sources]
-    quotes = quoted_spans(text)
+    quotes = [span for span in quoted_spans(text) if not is_name(span)]
     verbatim = [q for q in quotes if any(_squash(q) in haystack for haystack in haystacks)]
     unknown = sorted(name for name in mentioned_identifiers(text) if name not in vocabulary | _KNOWN)
     return {
