@@ -147,7 +147,7 @@ def _update(
             report("parsing", done, len(to_parse))
 
     parsed_paths = {p.found.path for p in parsed}
-    gone = [row for path, row in known.items() if path not in unchanged or path in parsed_paths]
+    gone = [row for path, row in known.items() if path not in unchanged]  # changed, removed or now skipped
     new_hashes = {p.file_hash for p in parsed if p.found.path not in known}
     summary.renamed = sum(1 for row in gone if row.path not in parsed_paths and row.hash in new_hashes)
     summary.added = sum(1 for p in parsed if p.found.path not in known) - summary.renamed
