@@ -19,9 +19,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from repolm.model import vocab_of
+
+if TYPE_CHECKING:
+    from repolm.indexer.records import Chunk
 
 # A completion prompt keeps at least this share of the budget for the code before the cursor before any
 # snippet is added; what the snippets leave over goes back to the prefix.
@@ -54,6 +57,10 @@ class Document:
     end_line: int
     text: str
     symbol: str = ""
+
+    @classmethod
+    def from_chunk(cls, chunk: Chunk) -> Document:
+        return cls(chunk.path, chunk.start_line, chunk.end_line, chunk.text, chunk.symbol)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.dense import Embedder
 from repolm.indexer.graph import Symbol
-from repolm.indexer.retrieval import Index, SearchFilter
+from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import IndexFormatError
 
 from repolm.config import Config
@@ -31,6 +31,18 @@ from .explain import DOC_LANGUAGES, Explainer, Explanation, resolve_name
 Progress = Callable[[str, int, int], None]
 ADAPTER_CHECK_SECONDS = 2.0  # how often a request may stat the adapter folder
 QUERY_CACHE_SIZE = 256
+
+
+def code_hits(index: Index, query: str, path: str, limit: int, mode: str | None = None) -> list[Hit]:
+    """What a completion in `path` retrieves: code chunks (no docs) from other files, a few per file.
+
+    The file being edited is left out entirely: its buffer goes to the prompt whole, and the index may
+    hold an older version of it (or, in evaluation, the text after the cursor). The evaluation harness
+    calls this too, so that it scores exactly the request users get.
+    """
+    where = SearchFilter(exclude_paths=frozenset({path}))
+    hits = index.search(query, mode=mode, k=limit * 2, where=where, per_file_cap=PER_FILE_CAP)
+    return [hit for hit in hits if hit.chunk.language not in DOC_LANGUAGES][:limit]
 
 
 class NoIndexError(RuntimeError):
@@ -203,15 +215,11 @@ class Engine:
             return index.search(query, mode=mode, k=k, where=where)
 
     def _search_code(self, query: str, path: str, k: int) -> list[Document]:
-        """Code chunks from files other than the one being edited (its buffer goes to the prompt whole)."""
         index = self.index()
         if index is None:
             return []
-        where = SearchFilter(exclude_paths=frozenset({path}))
         with self._index_lock:
-            hits = index.search(query, k=k * 2, where=where, per_file_cap=PER_FILE_CAP)
-        code = [hit.chunk for hit in hits if hit.chunk.language not in DOC_LANGUAGES][:k]
-        return [Document(c.path, c.start_line, c.end_line, c.text, c.symbol) for c in code]
+            return [Document.from_chunk(hit.chunk) for hit in code_hits(index, query, path, k)]
 
     def _search_docs(self, query: str, k: int) -> list[Document]:
         index = self.index()
@@ -219,8 +227,7 @@ class Engine:
             return []
         with self._index_lock:
             hits = index.search(query, k=k * 5)
-        docs = [hit.chunk for hit in hits if hit.chunk.language in DOC_LANGUAGES][:k]
-        return [Document(c.path, c.start_line, c.end_line, c.text, c.symbol) for c in docs]
+        return [Document.from_chunk(hit.chunk) for hit in hits if hit.chunk.language in DOC_LANGUAGES][:k]
 
     # -- features ----------------------------------------------------------------------------------
 

@@ -26,10 +26,9 @@ from pathlib import Path
 import torch
 from repolm.indexer.builder import update_index
 from repolm.indexer.dense import Embedder
-from repolm.indexer.records import Chunk
-from repolm.indexer.retrieval import Index, SearchFilter
+from repolm.indexer.retrieval import Index
 from repolm.server.completion import PER_FILE_CAP, Completer, CompletionRequest
-from repolm.server.explain import DOC_LANGUAGES
+from repolm.server.engine import code_hits
 
 from repolm.config import Config, ServeConfig
 from repolm.model import LoadedModel, load_model
@@ -72,10 +71,6 @@ class Outcome:
     documents: list[str]  # path:start-end of the snippets the prompt carried
 
 
-def document_of(chunk: Chunk) -> Document:
-    return Document(chunk.path, chunk.start_line, chunk.end_line, chunk.text, chunk.symbol)
-
-
 class IndexSearch:
     """`Completer`'s search for one retrieval mode; remembers the last ranking for acc@k and MRR."""
 
@@ -85,14 +80,10 @@ class IndexSearch:
         self.ranking: list[int] = []
 
     def __call__(self, query: str, path: str, k: int) -> list[Document]:
-        # The same request as Engine._search_code, only deeper so that the ranking can be scored.
-        where = SearchFilter(exclude_paths=frozenset({path}))
-        hits = self.index.search(
-            query, mode=self.mode, k=max(2 * k, RANKED), where=where, per_file_cap=PER_FILE_CAP
-        )
-        code = [hit for hit in hits if hit.chunk.language not in DOC_LANGUAGES]
+        # The server's own request, only deeper so that the ranking can be scored.
+        code = code_hits(self.index, query, path, max(k, RANKED), self.mode)
         self.ranking = [hit.chunk_id for hit in code[:RANKED]]
-        return [document_of(hit.chunk) for hit in code[:k]]
+        return [Document.from_chunk(hit.chunk) for hit in code[:k]]
 
 
 class OracleSearch:
@@ -200,7 +191,9 @@ def evaluate(
     targets = sample_targets(index, options.split, options.limit, options.seed, report)
     texts = {path: read_text(root, path) or "" for path in {t.path for t in targets}}
     stored = index.store.chunks_by_id(sorted({c for t in targets for c in t.oracle_chunks}))
-    oracle_docs = {t: [document_of(stored[c].chunk) for c in t.oracle_chunks if c in stored] for t in targets}
+    oracle_docs = {
+        t: [Document.from_chunk(stored[c].chunk) for c in t.oracle_chunks if c in stored] for t in targets
+    }
     serve = eval_serve_config(config.serve)
     models: dict[str, str | None] = {BASE_MODEL: None, **options.adapters}
     total = len(models) * len(options.arms) * len(targets)

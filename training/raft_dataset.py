@@ -101,10 +101,6 @@ class Example:
         return asdict(self)
 
 
-def document_of(chunk: Chunk) -> Document:
-    return Document(chunk.path, chunk.start_line, chunk.end_line, chunk.text, chunk.symbol)
-
-
 def document_json(document: Document, oracle: bool) -> dict[str, Any]:
     return {
         "path": document.path,
@@ -233,7 +229,7 @@ def pick_distractors(
         ):
             hard.append(chunk)
             break
-    return [document_of(c) for c in hard]
+    return [Document.from_chunk(c) for c in hard]
 
 
 def arrange(
@@ -387,7 +383,7 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
     config = split.config
     rng = example_rng(config.seed, "complete", cursor.path, cursor.line, cursor.column)
     prefix = cursor_prefix(text, cursor.line, cursor.column)
-    oracle_docs = [document_of(c) for cid in cursor.oracle_chunks if (c := split.chunk(cid))]
+    oracle_docs = [Document.from_chunk(c) for cid in cursor.oracle_chunks if (c := split.chunk(cid))]
     distractors = pick_distractors(
         split,
         retrieval_query(prefix),

@@ -241,7 +241,6 @@ def explain_examples(
     from .raft_dataset import (
         Example,
         arrange,
-        document_of,
         example_rng,
         fit_keeping_oracles,
         pick_distractors,
@@ -268,12 +267,12 @@ def explain_examples(
         if chunk is None:
             continue
         rng = example_rng(config.seed, "explain", symbol.qualname)
-        question = rng.choice(questions_for(split, symbol, document_of(chunk)))
+        question = rng.choice(questions_for(split, symbol, Document.from_chunk(chunk)))
         oracles = []
         for path, line in question.oracle_places:
             ids = oracle_chunk_ids(split.index, _at(symbol, path, line))
             if ids and (found := split.chunk(ids[0])) is not None:
-                oracles.append(document_of(found))
+                oracles.append(Document.from_chunk(found))
         if not oracles:
             continue
         distractors = pick_distractors(
