@@ -93,7 +93,7 @@ class SymbolGraph:
         head, rest = parts[0], parts[1:]
         imports = self._imports_of(path)
         if head in imports:
-            found = self._follow(".".join([imports[head], *rest]))
+            found = self.follow_reexports(".".join([imports[head], *rest]))
             if found:
                 return found
         if head in _RECEIVERS and rest and scope:
@@ -187,7 +187,7 @@ class SymbolGraph:
         )
         return dict(rows.fetchall())
 
-    def _follow(self, qualname: str) -> Symbol | None:
+    def follow_reexports(self, qualname: str) -> Symbol | None:
         """Look a qualified name up, following `from x import y` re-exports in package modules."""
         for _ in range(_REEXPORT_HOPS):
             found = self.by_qualname(qualname)

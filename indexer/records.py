@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+# Chunk languages that are documentation rather than code.
+DOC_LANGUAGES = frozenset({"markdown", "rst", "text"})
+
 
 def content_hash(text: str) -> str:
     """Stable key for caches (embeddings, file change detection)."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from repolm.config import Config, ConfigError, load_config
+from repolm.config import TASKS, Config, ConfigError, load_config
 
 EXIT_USAGE = 2
 
@@ -80,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--card-only", action="store_true", help="the symbol card, without the model")
     explain.add_argument("--json", action="store_true", help="print card and explanation as JSON")
     explain.set_defaults(run=_explain)
+    ask = commands.add_parser("ask", help="answer a question about the code from paths in the code graph")
+    ask.add_argument("question", help='e.g. "What calls Session.request?"')
+    ask.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
+    ask.add_argument("--json", action="store_true", help="print answer, entities and paths as JSON")
+    ask.set_defaults(run=_ask)
     evaluate = commands.add_parser("eval", help="evaluate completions (and explanations) on held-out code")
     evaluate.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
     evaluate.add_argument("--split", default="file", help="file[:FRACTION] (default) or commit:REV")
@@ -90,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         "--adapter", action="append", default=[], metavar="NAME=PATH", help="also evaluate this adapter"
     )
     evaluate.add_argument("--explain", type=int, default=10, help="symbols to explain (default: 10; 0: none)")
+    evaluate.add_argument(
+        "--graph", type=int, default=30, help="relational questions for graph-grounded answers (default: 30)"
+    )
     evaluate.add_argument("--threads", type=int, default=0, help="inference threads (default: one per core)")
     evaluate.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     evaluate.add_argument(
@@ -113,6 +122,9 @@ def _training_parsers(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
         if command == "train":
             sub.add_argument("--plain", action="store_true", help="the plain-LoRA control (no retrieval)")
+            sub.add_argument(
+                "--tasks", nargs="+", choices=TASKS, help="RAFT tasks in the dataset (default: all of them)"
+            )
         else:
             sub.add_argument("--limit", type=int, default=40, help="evaluation targets for the gate")
         sub.set_defaults(run=_train if command == "train" else _retrain)
@@ -136,9 +148,12 @@ def _train(args: argparse.Namespace) -> int:
     from repolm.training.retrain import train_adapter
 
     root, config = _repo_and_config(args.repo)
+    config = config.with_overrides("train", tasks=args.tasks)
     options = _train_options(args, config, "plain" if args.plain else "raft")
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
-    manifest, _ = train_adapter(root, config, options, Registry(config.index_path(root)), log)
+    # The trainer prints its logs to stdout; with --json, stdout carries the manifest alone.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        manifest, _ = train_adapter(root, config, options, Registry(config.index_path(root)), log)
     print(json.dumps(manifest.to_json(), indent=2) if args.json else f"adapter: {manifest.name}")
     return 0
 
@@ -149,7 +164,8 @@ def _retrain(args: argparse.Namespace) -> int:
     root, config = _repo_and_config(args.repo)
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     try:
-        report = retrain(root, config, _train_options(args, config, "raft"), log)
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            report = retrain(root, config, _train_options(args, config, "raft"), log)
     except Exception as error:  # cron needs exit code 1 and a line it can mail, not a traceback
         print(f"repolm: retrain failed: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -368,7 +384,25 @@ def _explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(explanation.to_json(), indent=2))
     else:
-        print(explanation.markdown() if explanation.text else explanation.card.markdown())
+        print(explanation.markdown())
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from repolm.server.ask import render_path
+    from repolm.server.engine import Engine, NoIndexError
+
+    root, config = _repo_and_config(args.repo)
+    try:
+        result, graph = Engine(root, config).ask(args.question)
+    except NoIndexError as error:
+        raise CliError(str(error)) from error
+    if args.json:
+        print(json.dumps(result.to_json(graph), indent=2))
+        return 0
+    print(result.answer)
+    for path in result.paths:
+        print(f"  {render_path(graph, path)}")
     return 0
 
 
@@ -392,7 +426,7 @@ def _eval(args: argparse.Namespace) -> int:
         split = parse_split(args.split, root)
     except SplitError as error:
         raise CliError(str(error)) from error
-    options = EvalOptions(split, arms, args.limit, args.seed, adapters, args.explain)
+    options = EvalOptions(split, arms, args.limit, args.seed, adapters, args.explain, args.graph)
     with progress_bar(enabled=sys.stderr.isatty()) as report:
         result = run_evaluation(root, config, options, report, args.threads)
     folder = args.report or config.index_path(root) / "eval"

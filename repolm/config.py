@@ -88,6 +88,9 @@ class ServeConfig:
     max_document_bytes: int = 2 * 1024 * 1024  # bigger open buffers get no completion
 
 
+TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold
+
+
 @dataclass(frozen=True)
 class TrainSection:
     """`[train]`: what a user sets for `repolm train` / `retrain`; the rest lives in the training configs."""
@@ -95,11 +98,17 @@ class TrainSection:
     profile: str = "quick"  # quick | full (see repolm.training.finetune.PROFILES)
     oracle_probability: float = 0.8  # RAFT's P: share of examples whose prompt holds the oracle documents
     distractors: int = 3  # distractor documents per example (hard negatives, then one random chunk)
+    tasks: tuple[str, ...] = TASKS  # a subset trains only those (e.g. ["plan"] for the planner alone)
     seed: int = 0
     # Optional teacher for explanation answers: an OpenAI-compatible endpoint; off while base_url is empty.
     teacher_base_url: str = ""
     teacher_model: str = ""
     teacher_api_key_env: str = ""  # the name of the environment variable holding the key, never the key
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not self.tasks:
+            raise ConfigError(f"train.tasks: {unknown or 'empty'}; choose from {', '.join(TASKS)}")
 
 
 @dataclass(frozen=True)

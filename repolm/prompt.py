@@ -11,6 +11,9 @@ bound the completion instead.
 
 Explain uses the tokenizer's chat template with numbered sources and asks for the RAFT answer format:
 citations as `path:line`, verbatim quotes between ##begin_quote## and ##end_quote##, and `<ANSWER>: ...`.
+
+Plan (Reasoning on Graphs) uses the chat template too: a question in, relation paths of the code graph
+out, one per line with relations joined by `PLAN_SEPARATOR`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
+from repolm.indexer.code_graph import RELATIONS
 from repolm.model import vocab_of
 
 if TYPE_CHECKING:
@@ -50,6 +54,16 @@ EXPLAIN_INSTRUCTIONS = (
 )
 
 
+PLAN_SEPARATOR = " > "
+PLAN_BUDGET = 256  # prompt tokens: the instructions and one question
+PLAN_INSTRUCTIONS = (
+    "Plan how to answer the question from the code graph. Give up to three relation paths that lead from "
+    "the symbol in the question to the answer, one per line, relations joined by ' > '. Relations: "
+    + ", ".join(RELATIONS)
+    + "."
+)
+
+
 @dataclass(frozen=True)
 class Document:
     path: str  # repository-relative, POSIX separators
@@ -65,7 +79,7 @@ class Document:
 
 @dataclass(frozen=True)
 class PromptRequest:
-    task: Literal["complete", "explain"]
+    task: Literal["complete", "explain", "plan"]
     documents: Sequence[Document]  # best first
     prefix: str = ""  # the current file's text before the cursor
     suffix: str = ""  # the current file's text after the cursor (unused, see the module docstring)
@@ -91,6 +105,8 @@ def build_prompt(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
         return _build_completion(request, tokenizer, budget)
     if request.task == "explain":
         return _build_explain(request, tokenizer, budget)
+    if request.task == "plan":
+        return _build_plan(request, tokenizer, budget)
     raise ValueError(f"unknown task {request.task!r}")
 
 
@@ -267,14 +283,17 @@ def _source(number: int, document: Document) -> str:
     )
 
 
+def _chat(tokenizer: Any, instructions: str, user: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": instructions}, {"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return f"{instructions}\n\n{user}\n\nAnswer:\n"
+
+
 def _explain_text(tokenizer: Any, request: PromptRequest, documents: Sequence[Document]) -> str:
     sources = "".join(_source(n, d) for n, d in enumerate(documents, start=1))
     where = f"The user is editing {request.path}.\n" if request.path else ""
-    user = f"Sources:\n\n{sources}{where}Question: {request.question}"
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "system", "content": EXPLAIN_INSTRUCTIONS}, {"role": "user", "content": user}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return f"{EXPLAIN_INSTRUCTIONS}\n\n{user}\n\nAnswer:\n"
+    return _chat(tokenizer, EXPLAIN_INSTRUCTIONS, f"Sources:\n\n{sources}{where}Question: {request.question}")
 
 
 def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
@@ -295,3 +314,15 @@ def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Promp
     if len(input_ids) > budget:
         raise ValueError(f"budget {budget} is too small for the question and instructions")
     return Prompt(text, input_ids, tuple(documents), "")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Plan
+
+
+def _build_plan(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
+    text = _chat(tokenizer, PLAN_INSTRUCTIONS, f"Question: {request.question}")
+    input_ids = _encode(tokenizer, text)
+    if len(input_ids) > budget:
+        raise ValueError(f"budget {budget} is too small for the question and instructions")
+    return Prompt(text, input_ids, (), "")

@@ -7,6 +7,7 @@ are serialized with `refresh`, so a reindex never changes the generation under a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -16,19 +17,24 @@ from pathlib import Path
 
 import numpy as np
 from repolm.indexer.builder import IndexSummary, update_index
+from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
 from repolm.indexer.graph import Symbol
+from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import IndexFormatError
+from repolm.training.registry import ACTIVE_LINK, ADAPTERS
 
 from repolm.config import Config
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
 
+from .ask import GraphAnswer, answer, model_planner, symbol_paths
 from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest, split_at
-from .explain import DOC_LANGUAGES, Explainer, Explanation, resolve_name
+from .explain import Explainer, Explanation, resolve_name
 
 Progress = Callable[[str, int, int], None]
+HOVER_PATHS = 6  # graph paths a hover shows
 ADAPTER_CHECK_SECONDS = 2.0  # how often a request may stat the adapter folder
 QUERY_CACHE_SIZE = 256
 
@@ -88,6 +94,10 @@ class AdapterWatch:
             return str(folder), -1.0
         return str(folder), max(mtimes, default=0.0)
 
+    def existing(self) -> str | None:
+        """The adapter folder to load now; None (the plain base model) while there is none."""
+        return self.path if self.path and Path(self.path).is_dir() else None
+
     def changed(self) -> bool:
         """True once per change; cheap to call on every request (it stats at most every few seconds)."""
         now = time.monotonic()
@@ -111,7 +121,8 @@ class Engine:
         self._embedder: CachingEmbedder | None = None
         self._model: LoadedModel | None = None
         self._model_lock = threading.Lock()
-        self._adapter = AdapterWatch(config.serve.adapter)
+        self._adapter = AdapterWatch(self._adapter_path(config))
+        self._code_graph: tuple[int, CodeGraph] | None = None
         self.completer: Completer | None = None
         self.explainer: Explainer | None = None
 
@@ -140,12 +151,12 @@ class Engine:
         with self._model_lock:
             if self._model is None:
                 serve = self.config.serve
-                self._model = load_model(base=serve.model or None, adapter=serve.adapter or None)
+                self._model = load_model(base=serve.model or None, adapter=self._adapter.existing())
                 self.completer = Completer(self._model, serve, self._search_code)
                 self.explainer = Explainer(self._model, serve)
             elif self._adapter.changed():
                 # A newly promoted adapter: swap it in without reloading the base weights.
-                self._model.set_adapter(self.config.serve.adapter or None)
+                self._model.set_adapter(self._adapter.existing())
                 self._clear_caches()
             return self._model
 
@@ -171,11 +182,20 @@ class Engine:
             if old.serve.model != config.serve.model:
                 self._model = None
                 return
-            if old.serve.adapter != config.serve.adapter:
-                self._adapter = AdapterWatch(config.serve.adapter)
-                self._model.set_adapter(config.serve.adapter or None)
+            if old.serve.adapter != config.serve.adapter or old.index.index_dir != config.index.index_dir:
+                self._adapter = AdapterWatch(self._adapter_path(config))
+                self._model.set_adapter(self._adapter.existing())
             self.completer = Completer(self._model, config.serve, self._search_code)
             self.explainer = Explainer(self._model, config.serve)
+
+    def _adapter_path(self, config: Config) -> str:
+        """The configured adapter (relative to the repo root), else the registry's active one.
+
+        Either may not exist yet: the base model serves until it appears, and the watch swaps it in."""
+        if config.serve.adapter:
+            path = Path(config.serve.adapter).expanduser()
+            return str(path if path.is_absolute() else self.root / path)
+        return str(config.index_path(self.root) / ADAPTERS / ACTIVE_LINK)
 
     def _context_key(self) -> str:
         """What cached answers depend on besides the request: the index generation and the adapter."""
@@ -267,7 +287,7 @@ class Engine:
         if with_model:
             self.model()
         explainer = self.explainer or Explainer(None, self.config.serve)
-        return explainer.explain(
+        explanation = explainer.explain(
             index.graph,
             symbol,
             self.read_lines(buffers or {}),
@@ -278,6 +298,22 @@ class Engine:
             with_model,
             graph_lock=self._index_lock,
         )
+        paths = tuple(symbol_paths(self.code_graph(), symbol.qualname, HOVER_PATHS))
+        return dataclasses.replace(explanation, paths=paths)
+
+    def code_graph(self) -> CodeGraph:
+        """The code knowledge graph of the current generation, built on first use after each update."""
+        index = self.index()
+        if index is None:
+            raise NoIndexError("no index yet: there is no code graph to follow")
+        with self._index_lock:
+            if self._code_graph is None or self._code_graph[0] != index.generation:
+                self._code_graph = (index.generation, CodeGraph.build(index))
+            return self._code_graph[1]
+
+    def ask(self, question: str) -> tuple[GraphAnswer, CodeGraph]:
+        graph = self.code_graph()
+        return answer(graph, question, model_planner(self.model())), graph
 
     # -- index updates -----------------------------------------------------------------------------
 

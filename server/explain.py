@@ -31,7 +31,6 @@ CALLER_CONTEXT = 2  # lines either side of a call
 CALLEE_SOURCES = 3
 CALLEE_LINES = 6  # a callee's signature and docstring are what the explanation needs of it
 DOC_SOURCES = 2
-DOC_LANGUAGES = frozenset({"markdown", "rst", "text"})
 
 ReadLines = Callable[[str], Sequence[str] | None]  # repo-relative path -> the file's lines (None: unreadable)
 DocSearch = Callable[[str, int], Sequence[Document]]  # (query, k) -> documentation chunks, best first
@@ -118,9 +117,15 @@ class Explanation:
     dropped_quotes: tuple[str, ...] = ()
     dropped_citations: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()  # code graph paths from the symbol, every edge checked (rendered)
 
     def markdown(self) -> str:
-        return f"{self.card.markdown()}\n\n---\n\n{self.text}"
+        parts = [self.card.markdown()]
+        if self.paths:
+            parts.append("Graph paths:\n" + "\n".join(f"- `{path}`" for path in self.paths))
+        if self.text:
+            parts.append(f"---\n\n{self.text}")
+        return "\n\n".join(parts)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -130,6 +135,7 @@ class Explanation:
             "sources": [f"{d.path}:{d.start_line}-{d.end_line}" for d in self.sources],
             "dropped_quotes": list(self.dropped_quotes),
             "dropped_citations": list(self.dropped_citations),
+            "paths": list(self.paths),
             "timings_ms": {stage: round(seconds * 1000, 1) for stage, seconds in self.timings.items()},
         }
 

@@ -377,7 +377,7 @@ async def hover(ls: RepolmServer, params: types.HoverParams) -> types.Hover | No
     explanation = await in_thread(
         lambda: engine.explain(symbol, request.path, buffers, cancel=cancel), cancel
     )
-    markdown = explanation.markdown() if explanation.text else explanation.card.markdown()
+    markdown = explanation.markdown()
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=markdown))
 
 
@@ -429,6 +429,18 @@ async def explain_command(ls: RepolmServer, *args: Any) -> dict[str, object]:
         lambda: engine.explain(symbol, path, buffers, cancel=cancel), cancel
     )
     return explanation.to_json()
+
+
+@server.command("repolm.ask")
+@guarded
+async def ask_command(ls: RepolmServer, *args: Any) -> dict[str, object]:
+    """Argument: a question about the code; answers as `repolm ask --json` does."""
+    question = _arguments(args, ("question",)).get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("repolm.ask needs a question string")
+    engine = ls.require_engine()
+    result, graph = await in_thread(lambda: engine.ask(question))
+    return result.to_json(graph)
 
 
 @server.command("repolm.reindex")

@@ -23,6 +23,7 @@ CONFIG = RaftConfig(
     oracle_probability=P,
     completion_examples=100,
     explain_examples=30,
+    plan_examples=20,
     completion_budget=384,
     explain_budget=384,
 )
@@ -114,6 +115,25 @@ def test_prompts_are_the_serving_prompts(built):
         prompt = build_prompt(request, tokenizer, CONFIG.completion_budget)
         assert prompt.text == example.prompt
         assert example.completion == prompt.healed + example.answer + "\n"
+
+
+def test_plan_examples_target_paths_that_reach_the_answers(built):
+    """RoG planning: about training-split symbols only; the target's relation paths reach the answers."""
+    index, tokenizer, examples, _, _ = built
+    from repolm.indexer.code_graph import CodeGraph
+    from repolm.server.ask import parse_plan
+
+    graph = CodeGraph.build(index)
+    plans = [e for e in examples if e.task == "plan"]
+    assert len(plans) >= 5 and {e.kind for e in plans} >= {"callers", "callees"}
+    for example in plans:
+        (entity,) = example.symbols
+        assert graph.nodes[entity].path == example.path and not is_held_out(example.path)
+        planned = parse_plan(example.answer)
+        assert planned and example.completion == example.answer + tokenizer.eos_token
+        assert all(graph.follow(entity, plan) for plan in planned)
+        request = PromptRequest("plan", (), question=example.question)
+        assert build_prompt(request, tokenizer, 256).text == example.prompt
 
 
 def test_secrets_filtered_deduplicated_and_jsonl_stable(built, tmp_path):

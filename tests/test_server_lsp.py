@@ -120,6 +120,24 @@ async def test_explain_command_by_position_and_by_name(client: LanguageClient) -
         types.ExecuteCommandParams(command="repolm.explain", arguments=["no_such_symbol_anywhere"])
     )
     assert missing["card"] is None and "no definition" in missing["explanation"]
+    # The hover's graph paths: checked edges of the code graph (the call, the doc section naming it).
+    assert by_name["paths"] == [
+        "util.pricing.add_tax --called_by--> app.checkout.checkout_total (app/checkout.py:4)",
+        "util.pricing.add_tax --documented_in--> docs/pricing.md#Pricing (docs/pricing.md:1)",
+    ]
+
+
+async def test_ask_command_answers_with_the_json_contract(client: LanguageClient) -> None:
+    answer = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.ask", arguments=["What calls add_tax?"])
+    )
+    assert answer["subject"] == "util.pricing.add_tax" and isinstance(answer["answer"], str)
+    for path in answer["paths"]:  # the base model may plan nothing; whatever it shows is a real edge
+        assert path[0]["source"] == "util.pricing.add_tax"
+    with pytest.raises(Exception, match="needs a question"):
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="repolm.ask", arguments=[{"question": 3}])
+        )
 
 
 async def test_search_command(client: LanguageClient) -> None:

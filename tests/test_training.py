@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from raft_fixture import write_fixture_repo
 from repolm.training.finetune import CHECKPOINTS, RESULT_FILE, TrainConfig, train_raft
 from repolm.training.gate import decide
 from repolm.training.raft_dataset import RaftConfig, build_dataset, write_jsonl
-from repolm.training.registry import BusyError, Registry, RegistryError
+from repolm.training.registry import BusyError, Manifest, Registry, RegistryError
 from repolm.training.retrain import EXIT_BUSY, TrainOptions, retrain
 
 from repolm.config import load_config
@@ -47,7 +48,9 @@ def dataset(tmp_path_factory, embedder) -> tuple[Path, Path]:
     update_index(root, config, embedder=embedder)
     index = Index.open(root, config, embedder)
     tokenizer = AutoTokenizer.from_pretrained(ensure_converted(), local_files_only=True)
-    small = RaftConfig(completion_examples=12, explain_examples=4, completion_budget=128, explain_budget=192)
+    small = RaftConfig(
+        completion_examples=12, explain_examples=4, plan_examples=4, completion_budget=128, explain_budget=192
+    )
     examples, _ = build_dataset(index, tokenizer, small)
     index.close()
     path = root / "raft.jsonl"
@@ -55,13 +58,16 @@ def dataset(tmp_path_factory, embedder) -> tuple[Path, Path]:
     return root, path
 
 
-def test_cpu_training_produces_an_adapter_that_changes_the_model(dataset, tmp_path):
+def test_cpu_training_produces_an_adapter_the_running_server_swaps_in(dataset, monkeypatch):
+    """A trained adapter changes the model's output, and a server already running picks it up once it is
+    promoted (the registry's `active` link), without a restart."""
     import torch
+    from repolm.server import engine as engine_module
 
-    from repolm.model import load_model
-
-    _, path = dataset
-    adapter = tmp_path / "adapter"
+    root, path = dataset
+    config = load_config(root)
+    registry = Registry(config.index_path(root))
+    adapter = registry.path("tiny")
     result = train_raft(path, adapter, TINY)
     assert result.steps == 2 and result.device == "cpu" and result.tokens_per_second > 0
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
@@ -69,13 +75,17 @@ def test_cpu_training_produces_an_adapter_that_changes_the_model(dataset, tmp_pa
     assert [p["step"] for p in curve] == [1, 2]
     assert (adapter / "loss_curve.png").is_file()
 
-    loaded = load_model(device="cpu")
+    engine = engine_module.Engine(root, config)
+    loaded = engine.model()
+    assert loaded.adapter is None  # nothing is active yet: the plain base model serves
     ids = torch.tensor(
         [loaded.tokenizer("def add(a, b):\n    return", add_special_tokens=False)["input_ids"]]
     )
     with torch.inference_mode():
         before = loaded.model(input_ids=ids).logits
-    loaded.set_adapter(adapter)
+    registry.activate("tiny")
+    monkeypatch.setattr(engine_module, "ADAPTER_CHECK_SECONDS", 0.0)
+    assert engine.model() is loaded and Path(loaded.adapter).resolve() == adapter.resolve()
     with torch.inference_mode():
         after = loaded.model(input_ids=ids).logits
     assert (after - before).abs().max().item() > 1e-3
@@ -164,6 +174,10 @@ def test_registry_activates_atomically_and_rolls_back(tmp_path):
     with pytest.raises(RegistryError):
         registry.activate("missing")
     assert [row["name"] for row in registry.listing()] == ["a", "b"]
+    registry.write_manifest(Manifest("a", "base", "raft", 1, None, "hash", train={"steps": 2}))
+    written = registry.manifest("a")
+    assert written["name"] == "a" and written["train"] == {"steps": 2}
+    assert datetime.datetime.fromisoformat(written["created"]).tzinfo is not None
 
 
 def test_a_second_retrain_is_refused_while_one_holds_the_lock(tmp_path):
@@ -175,3 +189,34 @@ def test_a_second_retrain_is_refused_while_one_holds_the_lock(tmp_path):
             pass
         report = retrain(root, config, TrainOptions(), log=lambda message: None)
     assert report.exit_code == EXIT_BUSY and "another retrain" in report.reason
+
+
+def test_train_cli_json_prints_the_manifest_alone(tmp_path):
+    """`--json` is for scripts: the trainer's own log lines must not reach stdout."""
+    root = write_fixture_repo(tmp_path / "repo")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "repolm.cli"]
+    subprocess.run([*cli, "index", str(root)], env=env, check=True, capture_output=True, timeout=600)
+    run = subprocess.run(
+        [
+            *cli,
+            "train",
+            "--repo",
+            str(root),
+            "--name",
+            "one",
+            "--max-steps",
+            "1",
+            "--tasks",
+            "plan",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads(run.stdout)
+    assert manifest["name"] == "one" and manifest["train"]["steps"] == 1
+    assert set(manifest["dataset"]["by_task"]) == {"plan"}

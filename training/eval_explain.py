@@ -22,9 +22,10 @@ import re
 from collections.abc import Callable, Sequence
 
 from repolm.indexer.graph import Symbol
+from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Index
 from repolm.indexer.store import alive
-from repolm.server.explain import DOC_LANGUAGES, Explainer, Explanation, is_name
+from repolm.server.explain import Explainer, Explanation, is_name
 
 from repolm.config import ServeConfig
 from repolm.model import LoadedModel

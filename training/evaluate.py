@@ -36,6 +36,7 @@ from repolm.prompt import Document
 
 from . import metrics
 from .eval_explain import evaluate_explanations
+from .eval_graph import evaluate_graph
 from .eval_split import EvalSplit, git_commit
 from .eval_targets import Target, cursor_prefix, editor_position, read_text, sample_targets
 
@@ -56,6 +57,7 @@ class EvalOptions:
     seed: int = 0
     adapters: dict[str, str] = field(default_factory=dict)  # name -> PEFT adapter folder
     explain_limit: int = 10
+    graph_limit: int = 0  # relational questions answered from the code graph and by plain retrieval
 
 
 @dataclass
@@ -160,16 +162,16 @@ def summarize_arm(arm: str, targets: Sequence[Target], outcomes: Sequence[Outcom
         ranks = [o.rank for o, t in zip(outcomes, targets, strict=True) if t.oracle_chunks]
         summary["retrieval"] = {
             "n": len(ranks),
-            "acc@1": _mean([metrics.hit_at(r, 1) for r in ranks]),
-            "acc@5": _mean([metrics.hit_at(r, 5) for r in ranks]),
-            "mrr": _mean([metrics.reciprocal_rank(r) for r in ranks]),
+            "acc@1": metrics.mean([metrics.hit_at(r, 1) for r in ranks]),
+            "acc@5": metrics.mean([metrics.hit_at(r, 5) for r in ranks]),
+            "mrr": metrics.mean([metrics.reciprocal_rank(r) for r in ranks]),
         }
     p50, p95 = metrics.percentiles([o.latency_ms for o in outcomes])
-    summary["latency_ms"] = {"p50": _round(p50), "p95": _round(p95)}
+    summary["latency_ms"] = {"p50": metrics.rounded(p50), "p95": metrics.rounded(p95)}
     by_kind: dict[str, dict[str, object]] = {}
     for kind in sorted({t.kind for t in targets}):
         chosen = [o for o, t in zip(outcomes, targets, strict=True) if t.kind == kind]
-        by_kind[kind] = {"n": len(chosen), "exact_match": _mean([o.exact_match for o in chosen])}
+        by_kind[kind] = {"n": len(chosen), "exact_match": metrics.mean([o.exact_match for o in chosen])}
     summary["by_kind"] = by_kind
     return summary
 
@@ -221,12 +223,16 @@ def evaluate(
             explain = evaluate_explanations(
                 index, model, serve, options.split, options.explain_limit, options.seed, report
             )
+        graph = None
+        if options.graph_limit > 0:
+            graph = evaluate_graph(index, model, options.split, options.graph_limit, options.seed, report)
         results[name] = {
             "adapter": adapter,
             "arms": arms,
             "oracle_gap_closure": gap_closure(arms),
             "hybrid_over_in_file": _ratio(arms, "hybrid", "in_file"),
             "explain": explain,
+            "graph": graph,
         }
     return {
         "schema_version": SCHEMA_VERSION,
@@ -279,14 +285,6 @@ def _em(arms: dict[str, dict], arm: str) -> float | None:
 def _ratio(arms: dict[str, dict], top: str, bottom: str) -> float | None:
     a, b = _em(arms, top), _em(arms, bottom)
     return None if a is None or not b else round(a / b, 4)
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return round(sum(values) / len(values), 4) if values else None
-
-
-def _round(value: float) -> float | None:
-    return None if value != value else round(value, 1)  # NaN (no samples) is not JSON
 
 
 def adapter_loader(base: str | None = None, threads: int = 0) -> Callable[[str | None], LoadedModel]:

@@ -80,7 +80,13 @@ class Profile:
 # quick: minutes on a 2-core CPU (the README's main job and CI); full: real use, ideally on a GPU.
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        RaftConfig(completion_examples=160, explain_examples=40, completion_budget=384, explain_budget=384),
+        RaftConfig(
+            completion_examples=160,
+            explain_examples=40,
+            plan_examples=40,
+            completion_budget=384,
+            explain_budget=384,
+        ),
         TrainConfig(
             max_steps=40, batch_size=4, gradient_accumulation=1, max_length=512, lora_r=8, save_steps=20
         ),

@@ -85,3 +85,12 @@ def percentiles(values: Sequence[float], points: Sequence[float] = (50, 95)) -> 
     if not values:
         return [float("nan")] * len(points)
     return [float(p) for p in np.percentile(np.asarray(values, dtype=float), points)]
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """The mean rounded for reports; None without values."""
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def rounded(value: float) -> float | None:
+    return None if value != value else round(value, 1)  # NaN (no samples) is not JSON

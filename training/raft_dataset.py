@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from repolm.indexer.records import Chunk
+from repolm.indexer.records import DOC_LANGUAGES, Chunk
 from repolm.indexer.retrieval import Index, SearchFilter
 from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.server.completion import PER_FILE_CAP, retrieval_query
-from repolm.server.explain import DOC_LANGUAGES
 
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt, comment_prefix
 
@@ -50,6 +49,7 @@ from .eval_targets import (
     repository_line_counts,
 )
 from .raft_explain import explain_examples
+from .raft_plan import plan_examples
 from .teacher import Teacher
 
 Progress = Callable[[str, int, int], None]
@@ -68,6 +68,7 @@ class RaftConfig:
     distractors: int = 3  # per example: (distractors - 1) hard negatives, then one random chunk
     completion_examples: int = 600  # at most, per build
     explain_examples: int = 200
+    plan_examples: int = 200  # relational questions → relation paths (graph-grounded answers)
     no_oracle_share: float = 0.25  # completion targets using no repository symbol, relative to the rest
     mid_line_share: float = 0.3  # cursors inside the line rather than at its first character
     block_share: float = 0.15  # targets on the first line of a block whose answer is the whole block
@@ -80,7 +81,7 @@ class RaftConfig:
 @dataclass
 class Example:
     id: str
-    task: str  # complete | explain
+    task: str  # complete | explain | plan
     path: str  # the target's file (complete) or the symbol's file (explain)
     line: int
     documents: list[dict[str, Any]]  # in prompt order: path, start_line, end_line, symbol, oracle, text
@@ -92,8 +93,9 @@ class Example:
     prompt: str  # build_prompt(...).text
     completion: str  # what training appends after the prompt's tokens: prompt.healed + answer (+ end)
     prefix: str = ""  # complete: the code before the cursor that the prompt kept
-    question: str = ""  # explain
-    kind: str = ""  # complete: line | mid_line | block; explain: what | returns | arguments | used
+    question: str = ""  # explain, plan
+    kind: str = ""  # complete: line | mid_line | block; explain: what | returns | arguments | used; plan: the
+    # question kind (callers | callees | implementers | overrides | documented | tests | raises)
     abstain: bool = False  # explain: the answer says the sources do not contain it
     quotes: list[str] = field(default_factory=list)  # explain: verbatim quoted spans
 
@@ -490,6 +492,7 @@ def build_dataset(
                 continue
             examples.append(example)
         examples += explain_examples(split, tokenizer, teacher, stats, report)
+        examples += plan_examples(split, tokenizer)
     unique = deduplicate(examples, stats)
     stats.examples = len(unique)
     stats.by_task = dict(Counter(e.task for e in unique))

@@ -144,13 +144,18 @@ def _arm_table(name: str, model: dict, arms: list[str]) -> str:
     return f"{title}<table>{head}{''.join(rows)}</table><p>{notes}</p>"
 
 
+def _table(title: str, headers: list[str], rows: list[list[object]]) -> str:
+    """An HTML section with one table; nothing when there are no rows."""
+    if not rows:
+        return ""
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>" for cells in rows)
+    return f"<h2>{title}</h2><table>{head}{body}</table>"
+
+
 def _explain_table(models: dict) -> str:
-    rows = []
-    for name, model in models.items():
-        e = model.get("explain")
-        if not e:
-            continue
-        cells = [
+    rows = [
+        [
             name,
             e["n"],
             e["cites_definition"],
@@ -158,14 +163,32 @@ def _explain_table(models: dict) -> str:
             e["quotes_verbatim"],
             e["unknown_identifiers"],
         ]
-        rows.append("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>")
-    if not rows:
-        return ""
-    head = (
-        "<tr><th>model</th><th>n</th><th>cites definition</th><th>citation precision</th>"
-        "<th>quotes verbatim</th><th>unknown identifiers</th></tr>"
-    )
-    return f"<h2>Explanations</h2><table>{head}{''.join(rows)}</table>"
+        for name, model in models.items()
+        if (e := model.get("explain"))
+    ]
+    headers = ["model", "n", "cites definition", "citation precision", "quotes verbatim"]
+    return _table("Explanations", [*headers, "unknown identifiers"], rows)
+
+
+def _graph_table(models: dict) -> str:
+    rows = [
+        [
+            name,
+            method,
+            g["n"],
+            m["hits@1"]["mean"],
+            m["f1"]["mean"],
+            m["relational_f1"]["mean"],
+            m["latency_ms"]["p50"],
+            g["path_validity"] if method == "graph" else None,
+        ]
+        for name, model in models.items()
+        if (g := model.get("graph"))
+        for method, m in g["methods"].items()
+    ]
+    headers = ["model", "answers from", "questions", "Hits@1", "F1"]
+    headers += ["F1 (callers, implementers, overrides, tests)", "p50 ms", "valid paths"]
+    return _table("Graph questions", headers, rows)
 
 
 def render_html(result: dict) -> str:
@@ -189,7 +212,7 @@ def render_html(result: dict) -> str:
         parts += ["<h2>Latency</h2>", latency_figure(result)]
     if curves:
         parts += ["<h2>Training loss</h2>", loss_figure(curves)]
-    parts += [_explain_table(result["models"]), "</body></html>"]
+    parts += [_explain_table(result["models"]), _graph_table(result["models"]), "</body></html>"]
     return "\n".join(parts)
 
 
@@ -230,6 +253,15 @@ def print_summary(result: dict) -> None:
             f"oracle-gap closure: {_fmt(model['oracle_gap_closure'])}   "
             f"hybrid / in-file EM: {_fmt(model['hybrid_over_in_file'])}"
         )
+        if model.get("graph"):
+            g = model["graph"]
+            for method, m in g["methods"].items():
+                console.print(
+                    f"graph questions (n={g['n']}) answered by {method}: Hits@1 {_fmt(m['hits@1']['mean'])},"
+                    f" F1 {_fmt(m['f1']['mean'])}, relational F1 {_fmt(m['relational_f1']['mean'])},"
+                    f" p50 {_fmt(m['latency_ms']['p50'], 0)} ms"
+                )
+            console.print(f"valid paths: {_fmt(g['path_validity'])} of {g['paths_shown']} shown")
         if model.get("explain"):
             e = model["explain"]
             console.print(

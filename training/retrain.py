@@ -21,7 +21,7 @@ from typing import Any
 from repolm.indexer.builder import IndexBusyError, update_index
 from repolm.indexer.retrieval import Index
 
-from repolm.config import Config
+from repolm.config import TASKS, Config
 from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
@@ -71,7 +71,7 @@ class RetrainReport:
 
 
 def configured_profile(config: Config, name: str) -> Profile:
-    """The named profile with the `[train]` section's RAFT settings applied."""
+    """The named profile with the `[train]` section's RAFT settings applied (only its tasks are built)."""
     chosen = profile(name)
     settings = config.train
     raft = dataclasses.replace(
@@ -79,6 +79,7 @@ def configured_profile(config: Config, name: str) -> Profile:
         oracle_probability=settings.oracle_probability,
         distractors=settings.distractors,
         seed=settings.seed,
+        **{f"{task}_examples": 0 for task in TASKS if task not in settings.tasks},
     )
     train = dataclasses.replace(chosen.train, base=config.serve.model or None, seed=settings.seed)
     return Profile(raft, train)

@@ -1,0 +1,152 @@
+"""Graph-grounded answers (Reasoning on Graphs): plan relation paths, follow them, answer from the paths.
+
+The planner is the model (base plus the active adapter, fine-tuned on planning examples mined from the
+graph); it writes relation paths, one per line. Relations the graph does not know are ignored, as are
+paths that contain one. Each remaining plan is followed from the question's entity through the graph;
+only paths whose every edge exists are kept, and the answer is built from their end points, so every
+claim it makes comes with a path a developer can follow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from repolm.indexer.code_graph import INVERSES, CodeGraph, GraphPath, Node, RelationPath, valid
+
+from repolm.model import LoadedModel, generate
+from repolm.prompt import PLAN_BUDGET, PLAN_SEPARATOR, PromptRequest, build_prompt
+
+MAX_PLANS = 3
+MAX_PATHS = 50
+PLAN_MAX_TOKENS = 32
+_NAME = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*")
+_SHOWN = 8  # answers named in the sentence; the JSON has all of them
+
+Planner = Callable[[str], str]
+# What a hover shows about a symbol without a question: how it is used, tested, documented, extended.
+SYMBOL_PLANS: tuple[RelationPath, ...] = (
+    ("called_by",),
+    ("tested_by",),
+    ("documented_in",),
+    ("inherited_by",),
+    ("overridden_by",),
+    ("raises",),
+)
+
+
+@dataclass(frozen=True)
+class GraphAnswer:
+    question: str
+    subject: Node | None
+    plans: tuple[RelationPath, ...]
+    paths: tuple[GraphPath, ...]
+    entities: tuple[str, ...]  # answers, the best supported first
+    answer: str
+
+    def to_json(self, graph: CodeGraph) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "entities": list(self.entities),
+            "paths": [[step_json(graph, edge) for edge in path] for path in self.paths],
+            "subject": self.subject.id if self.subject else None,
+            "plans": [PLAN_SEPARATOR.join(plan) for plan in self.plans],
+        }
+
+
+def step_json(graph: CodeGraph, edge: Any) -> dict[str, Any]:
+    """One step: where it leads, located at the target's definition (or doc section, or file)."""
+    target = graph.nodes.get(edge.target)
+    return {
+        "source": edge.source,
+        "relation": edge.relation,
+        "target": edge.target,
+        "path": target.path if target else edge.path,
+        "line": target.line if target else edge.line,
+    }
+
+
+def render_path(graph: CodeGraph, path: GraphPath) -> str:
+    """`a --calls--> b (b.py:12) --tested_by--> t (test_b.py:40)`."""
+    steps = [path[0].source] if path else []
+    for edge in path:
+        step = step_json(graph, edge)
+        steps.append(f"--{edge.relation}--> {edge.target} ({step['path']}:{step['line']})")
+    return " ".join(steps)
+
+
+def parse_plan(text: str) -> tuple[RelationPath, ...]:
+    """Relation paths from the planner's text: one per line; a path naming an unknown relation is dropped."""
+    plans: list[RelationPath] = []
+    for line in text.splitlines():
+        relations = tuple(part.strip() for part in line.split(PLAN_SEPARATOR.strip()))
+        if relations and all(relation in INVERSES for relation in relations) and relations not in plans:
+            plans.append(relations)
+    return tuple(plans[:MAX_PLANS])
+
+
+def subject_of(graph: CodeGraph, question: str) -> Node | None:
+    """The definition the question is about: the longest name in it that the graph knows."""
+    written = sorted(set(_NAME.findall(question)), key=lambda name: (-name.count("."), -len(name), name))
+    for name in written:
+        found = [node for node in graph.find(name) if node.kind not in {"file", "doc"}]
+        if found:
+            return found[0]
+    return None
+
+
+def symbol_paths(graph: CodeGraph, qualname: str, limit: int) -> list[str]:
+    """Up to `limit` valid one-hop paths from a symbol, taking turns over `SYMBOL_PLANS`, rendered."""
+    found = [[p for p in graph.follow(qualname, plan, limit) if valid(graph, p)] for plan in SYMBOL_PLANS]
+    taken: list[str] = []
+    for turn in range(limit):
+        taken += [render_path(graph, paths[turn]) for paths in found if turn < len(paths)]
+    return taken[:limit]
+
+
+def model_planner(model: LoadedModel) -> Planner:
+    def plan(question: str) -> str:
+        prompt = build_prompt(PromptRequest("plan", (), question=question), model.tokenizer, PLAN_BUDGET)
+        return generate(model, prompt.input_ids, max_new_tokens=PLAN_MAX_TOKENS).text
+
+    return plan
+
+
+def answer(graph: CodeGraph, question: str, planner: Planner) -> GraphAnswer:
+    subject = subject_of(graph, question)
+    if subject is None:
+        text = "The question names no symbol this repository defines, so the code graph cannot answer it."
+        return GraphAnswer(question, None, (), (), (), text)
+    plans = parse_plan(planner(question))
+    paths: list[GraphPath] = []
+    for plan in plans:
+        paths += [path for path in graph.follow(subject.id, plan, MAX_PATHS) if valid(graph, path)]
+    support = Counter(path[-1].target for path in paths)
+    entities = tuple(sorted(support, key=lambda entity: (-support[entity], _first(paths, entity))))
+    text = _sentence(graph, subject, plans, entities)
+    return GraphAnswer(question, subject, plans, tuple(paths), entities, text)
+
+
+def _first(paths: list[GraphPath], entity: str) -> int:
+    return next(i for i, path in enumerate(paths) if path[-1].target == entity)
+
+
+def _sentence(
+    graph: CodeGraph, subject: Node, plans: tuple[RelationPath, ...], entities: tuple[str, ...]
+) -> str:
+    if not plans:
+        return f"The planner gave no relation path the code graph knows for {subject.id}: no answer."
+    tried = ", ".join(PLAN_SEPARATOR.join(plan) for plan in plans)
+    if not entities:
+        return f"No path from {subject.id} follows {tried} in the code graph."
+    named = [f"{entity} ({_where(graph, entity)})" for entity in entities[:_SHOWN]]
+    more = f" and {len(entities) - _SHOWN} more" if len(entities) > _SHOWN else ""
+    return f"Following {tried} from {subject.id}: {', '.join(named)}{more}."
+
+
+def _where(graph: CodeGraph, entity: str) -> str:
+    node = graph.nodes.get(entity)
+    return f"{node.path}:{node.line}" if node else entity
