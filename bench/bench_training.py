@@ -118,7 +118,7 @@ def main() -> int:
         cells = [f"{table[model][arm]['mean']:.3f} [{table[model][arm]['ci_low']:.3f}, "
                  f"{table[model][arm]['ci_high']:.3f}]" for arm in ARMS]  # fmt: skip
         print(f"{model:>6}  in-file {cells[0]}  hybrid {cells[1]}")
-    base, raft_em, plain_em = (table[m]["hybrid"]["mean"] for m in MODELS)
+    base, raft_em, plain_em = (table[m]["hybrid"]["mean"] for m in ("base", "raft", "plain"))
     ratio = raft_em / base if base else None
     print(f"RAFT/base hybrid EM {ratio} (goal ≥ 1.15);"
           f" RAFT − plain hybrid {raft_em - plain_em:+.3f} (goal > 0);"

@@ -3,22 +3,26 @@
 The planner is the model (base plus the active adapter, fine-tuned on planning examples mined from the
 graph); it writes relation paths, one per line. Relations the graph does not know are ignored, as are
 paths that contain one. Each remaining plan is followed from the question's entity through the graph;
-only paths whose every edge exists are kept, and the answer is built from their end points, so every
-claim it makes comes with a path a developer can follow.
+only paths whose every edge exists are kept. The answer's entities are their end points, so every claim
+comes with a path a developer can follow; the model then writes the answer from those paths (RoG's
+reasoning step), and what it writes is verified against them like any explanation.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from repolm.indexer.code_graph import INVERSES, CodeGraph, GraphPath, Node, RelationPath, valid
 
+from repolm.config import ServeConfig
 from repolm.model import LoadedModel, generate
-from repolm.prompt import PLAN_BUDGET, PLAN_SEPARATOR, PromptRequest, build_prompt
+from repolm.prompt import PLAN_BUDGET, PLAN_SEPARATOR, Document, PromptRequest, build_prompt
+
+from .explain import verify
 
 MAX_PLANS = 3
 MAX_PATHS = 50
@@ -27,6 +31,8 @@ _NAME = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*")
 _SHOWN = 8  # answers named in the sentence; the JSON has all of them
 
 Planner = Callable[[str], str]
+Reasoner = Callable[[str, Sequence[Document]], str]
+MAX_REASONED_PATHS = 8  # paths the reasoning step reads (the prompt budget holds them)
 # What a hover shows about a symbol without a question: how it is used, tested, documented, extended.
 SYMBOL_PLANS: tuple[RelationPath, ...] = (
     ("called_by",),
@@ -115,7 +121,32 @@ def model_planner(model: LoadedModel) -> Planner:
     return plan
 
 
-def answer(graph: CodeGraph, question: str, planner: Planner) -> GraphAnswer:
+def path_documents(graph: CodeGraph, paths: Sequence[GraphPath]) -> list[Document]:
+    """The paths as numbered sources for the reasoning step, each located where it ends."""
+    documents = []
+    for path in paths[:MAX_REASONED_PATHS]:
+        end = step_json(graph, path[-1])
+        documents.append(Document(end["path"], end["line"], end["line"], render_path(graph, path) + "\n"))
+    return documents
+
+
+def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
+    """RoG's reasoning step: the model answers from the retrieved paths in the explain contract, and
+    only what the verifier finds in them (quotes, `path:line` citations) is kept."""
+
+    def reason(question: str, documents: Sequence[Document]) -> str:
+        request = PromptRequest("explain", documents, question=question)
+        prompt = build_prompt(request, model.tokenizer, config.explain_budget)
+        generation = generate(model, prompt.input_ids, max_new_tokens=config.explain_max_tokens)
+        return verify(generation.text, prompt.documents).text.strip()
+
+    return reason
+
+
+def answer(
+    graph: CodeGraph, question: str, planner: Planner, reasoner: Reasoner | None = None
+) -> GraphAnswer:
+    """Plan, follow, and answer; with a `reasoner`, the model's verified words come before the summary."""
     subject = subject_of(graph, question)
     if subject is None:
         text = "The question names no symbol this repository defines, so the code graph cannot answer it."
@@ -127,6 +158,10 @@ def answer(graph: CodeGraph, question: str, planner: Planner) -> GraphAnswer:
     support = Counter(path[-1].target for path in paths)
     entities = tuple(sorted(support, key=lambda entity: (-support[entity], _first(paths, entity))))
     text = _sentence(graph, subject, plans, entities)
+    if reasoner is not None and paths:
+        written = reasoner(question, path_documents(graph, paths))
+        if any(ch.isalnum() for ch in written):
+            text = f"{written}\n\n{text}"
     return GraphAnswer(question, subject, plans, tuple(paths), entities, text)
 
 

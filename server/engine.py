@@ -29,7 +29,7 @@ from repolm.config import Config
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
 
-from .ask import GraphAnswer, answer, model_planner, symbol_paths
+from .ask import GraphAnswer, answer, model_planner, model_reasoner, symbol_paths
 from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest, split_at
 from .explain import Explainer, Explanation, resolve_name
 
@@ -313,7 +313,10 @@ class Engine:
 
     def ask(self, question: str) -> tuple[GraphAnswer, CodeGraph]:
         graph = self.code_graph()
-        return answer(graph, question, model_planner(self.model())), graph
+        model = self.model()
+        serve = self.config.serve
+        reasoner = model_reasoner(model, serve) if serve.explain_enabled else None
+        return answer(graph, question, model_planner(model), reasoner), graph
 
     # -- index updates -----------------------------------------------------------------------------
 

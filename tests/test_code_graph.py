@@ -167,6 +167,25 @@ def test_answers_show_only_valid_paths(graph: CodeGraph) -> None:
     assert unknown.subject is None and unknown.paths == ()
 
 
+def test_the_reasoning_step_reads_the_paths_as_located_sources(graph: CodeGraph) -> None:
+    seen = []
+
+    def reasoner(question: str, documents) -> str:
+        seen.extend(documents)
+        return "make_square is called by total_area (geometry/report.py:4)."
+
+    result = answer(graph, "What calls make_square?", lambda q: "called_by", reasoner)
+    (document,) = seen
+    assert (document.path, document.start_line) == ("geometry/report.py", 4)
+    assert document.text.startswith("geometry.shapes.make_square --called_by--> geometry.report.total_area")
+    assert (
+        result.answer.startswith("make_square is called by total_area")
+        and "Following called_by" in result.answer
+    )
+    silent = answer(graph, "What calls make_square?", lambda q: "called_by", lambda q, d: "  ")
+    assert silent.answer.startswith("Following called_by")
+
+
 def test_questions_stay_in_their_split_and_score(graph: CodeGraph) -> None:
     asked = questions(graph, lambda node: node.path == "geometry/shapes.py", limit=50, seed=0)
     assert asked and all(graph.nodes[q.entity].path == "geometry/shapes.py" for q in asked)

@@ -43,6 +43,10 @@ class BusyError(RuntimeError):
     """Another retrain holds the lock."""
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 @dataclass
 class Manifest:
     name: str
@@ -51,7 +55,7 @@ class Manifest:
     index_generation: int
     git_commit: str | None
     dataset_hash: str
-    created: str = field(default_factory=lambda: _now())
+    created: str = field(default_factory=_now)
     profile: str = ""
     eval_metrics: dict[str, Any] = field(default_factory=dict)  # filled after evaluation
     gate: dict[str, Any] = field(default_factory=dict)  # the promotion decision, with its reason
@@ -60,10 +64,6 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def atomic_write(path: Path, text: str) -> None:
