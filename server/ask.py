@@ -131,14 +131,17 @@ def path_documents(graph: CodeGraph, paths: Sequence[GraphPath]) -> list[Documen
 
 
 def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
-    """RoG's reasoning step: the model answers from the retrieved paths in the explain contract, and
-    only what the verifier finds in them (quotes, `path:line` citations) is kept."""
+    """RoG's reasoning step: the model answers from the retrieved paths in the explain contract. Only
+    what the verifier finds in them (quotes, `path:line` citations) is kept, and an answer that cites
+    none of the paths is not shown at all."""
 
     def reason(question: str, documents: Sequence[Document]) -> str:
         request = PromptRequest("explain", documents, question=question)
         prompt = build_prompt(request, model.tokenizer, config.explain_budget)
         generation = generate(model, prompt.input_ids, max_new_tokens=config.explain_max_tokens)
-        return verify(generation.text, prompt.documents).text.strip()
+        text = verify(generation.text, prompt.documents).text.strip()
+        cited = any(f"{d.path}:{d.start_line}" in text for d in prompt.documents)
+        return text if cited else ""
 
     return reason
 

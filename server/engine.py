@@ -122,7 +122,9 @@ class Engine:
         self._model: LoadedModel | None = None
         self._model_lock = threading.Lock()
         self._adapter = AdapterWatch(self._adapter_path(config))
-        self._code_graph: tuple[int, CodeGraph] | None = None
+        self._code_graph: tuple[int, CodeGraph] | None = None  # (generation, graph)
+        self._graph_lock = threading.Lock()  # guards _code_graph
+        self._graph_build_lock = threading.Lock()  # one build at a time
         self.completer: Completer | None = None
         self.explainer: Explainer | None = None
 
@@ -280,6 +282,7 @@ class Engine:
         buffers: Mapping[str, str] | None = None,
         with_model: bool = True,
         cancel: Cancel = None,
+        wait_for_graph: bool = True,
     ) -> Explanation:
         index = self.index()
         if index is None:
@@ -298,18 +301,44 @@ class Engine:
             with_model,
             graph_lock=self._index_lock,
         )
-        paths = tuple(symbol_paths(self.code_graph(), symbol.qualname, HOVER_PATHS))
+        graph = self.code_graph() if wait_for_graph else self.code_graph_if_ready()
+        if graph is None:
+            return explanation
+        paths = tuple(symbol_paths(graph, symbol.qualname, HOVER_PATHS))
         return dataclasses.replace(explanation, paths=paths)
 
     def code_graph(self) -> CodeGraph:
         """The code knowledge graph of the current generation, built on first use after each update."""
+        return self._current_code_graph() or self._build_code_graph()
+
+    def code_graph_if_ready(self) -> CodeGraph | None:
+        """The current graph if it is built; otherwise None, and it is built in the background (on a
+        large repository that takes seconds, which a hover must not wait for)."""
+        graph = self._current_code_graph()
+        if graph is None and not self._graph_build_lock.locked():
+            threading.Thread(target=self._build_code_graph, name="repolm-code-graph", daemon=True).start()
+        return graph
+
+    def _current_code_graph(self) -> CodeGraph | None:
         index = self.index()
         if index is None:
             raise NoIndexError("no index yet: there is no code graph to follow")
-        with self._index_lock:
-            if self._code_graph is None or self._code_graph[0] != index.generation:
-                self._code_graph = (index.generation, CodeGraph.build(index))
-            return self._code_graph[1]
+        with self._graph_lock:
+            if self._code_graph is not None and self._code_graph[0] == index.generation:
+                return self._code_graph[1]
+        return None
+
+    def _build_code_graph(self) -> CodeGraph:
+        """Build from a reader of its own, so completions keep using the shared index meanwhile."""
+        with self._graph_build_lock:
+            reader = Index.open(self.root, self.config, self.embedder)
+            try:
+                built = (reader.generation, CodeGraph.build(reader))
+            finally:
+                reader.close()
+            with self._graph_lock:
+                self._code_graph = built
+            return built[1]
 
     def ask(self, question: str) -> tuple[GraphAnswer, CodeGraph]:
         graph = self.code_graph()

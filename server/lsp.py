@@ -375,7 +375,7 @@ async def hover(ls: RepolmServer, params: types.HoverParams) -> types.Hover | No
     cancel = threading.Event()
     buffers = {request.path: request.text}
     explanation = await in_thread(
-        lambda: engine.explain(symbol, request.path, buffers, cancel=cancel), cancel
+        lambda: engine.explain(symbol, request.path, buffers, cancel=cancel, wait_for_graph=False), cancel
     )
     markdown = explanation.markdown()
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=markdown))
