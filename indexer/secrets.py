@@ -146,6 +146,10 @@ _PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?---
 _PRIVATE_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 # A body line of a key whose END line is missing (truncated file): base64 or a PEM header.
 _KEY_MATERIAL_LINE = re.compile(r"\s*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]+: .*)\s*$")
+# Inside a key block: a line of nothing but key material (or a PEM header) goes whole; in any other
+# line (code around a key) only the runs that look like key material do.
+_KEY_BODY_LINE = re.compile(r"\s*(?:[A-Za-z0-9+/=]+|[A-Za-z-]+: .*)\s*$")
+_KEY_MATERIAL_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
 _MAX_KEY_LINES = 200
 
 # Keyword and entropy scans are regex-heavy; minified or data lines this long only get the
@@ -523,10 +527,17 @@ def _redact_key_body(lines: list[str], begin: int, found: list[Redaction], touch
         _record(found, touched, begin)
     for index in range(begin + 1, end):
         line = lines[index]
-        if line.strip():
+        if _KEY_BODY_LINE.match(line):
             indent = line[: len(line) - len(line.lstrip())]
             lines[index] = indent + REDACTION_MARKER + ("\r" if line.endswith("\r") else "")
             touched.add(index)
+        elif line.strip():
+            # A key written inside code (a string literal in a test, a config template): only the key
+            # material goes, so the quotes and brackets around it, and the file's syntax, survive.
+            redacted = _KEY_MATERIAL_RUN.sub(REDACTION_MARKER, line)
+            if redacted != line:
+                lines[index] = redacted
+                touched.add(index)
     return end
 
 

@@ -105,6 +105,24 @@ def test_truncated_private_key_redacts_only_key_material() -> None:
     assert out.split("\n")[1:4] == [f"  {REDACTION_MARKER}", "def after():", "    pass"]
 
 
+def test_private_key_inside_string_literals_keeps_the_code_parseable() -> None:
+    """A key pasted into code (a test fixture, a template): the key goes, the quotes around it stay."""
+    import ast
+
+    body = "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi"
+    source = (
+        "KEY = (\n"
+        '    "-----BEGIN RSA PRIVATE KEY-----\\n"\n'
+        f'    "{body}\\n"\n'
+        '    "-----END RSA PRIVATE KEY-----\\n"\n'
+        ")\n\n\ndef after():\n    return KEY\n"
+    )
+    redacted, found = redact(source, "fixtures.py")
+    assert found and body not in redacted and REDACTION_MARKER in redacted
+    tree = ast.parse(redacted)  # still Python: definitions after the key are not lost
+    assert [node.name for node in tree.body if isinstance(node, ast.FunctionDef)] == ["after"]
+
+
 def test_private_key_on_one_line_as_in_service_account_json() -> None:
     body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
     key = f"-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n"
