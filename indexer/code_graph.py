@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -197,9 +197,11 @@ class _Builder:
         self.edges: list[Edge] = []
         self.definitions = self.symbols.symbols("1 = 1", ())
         self.by_qualname = {s.qualname: s for s in self.definitions}
-        self.names = defaultdict(list)
+        self.names: dict[str, list[Symbol]] = defaultdict(list)
+        self.members: dict[str, list[Symbol]] = defaultdict(list)  # a class's own methods and fields
         for symbol in self.definitions:
             self.names[symbol.name].append(symbol)
+            self.members[symbol.qualname.rpartition(".")[0]].append(symbol)
 
     def graph(self) -> CodeGraph:
         self._definitions()
@@ -268,21 +270,13 @@ class _Builder:
                 parent = self.symbols.resolve(base, symbol.path, symbol.qualname.rpartition(".")[0])
                 if parent is None:
                     continue
-                for method in self._members(symbol.qualname):
+                for method in self.members.get(symbol.qualname, ()):
                     overridden = self.by_qualname.get(f"{parent.qualname}.{method.name}")
                     if overridden is not None:
                         edge = Edge(
                             method.qualname, "overrides", overridden.qualname, method.path, method.name_line
                         )
                         self.edges.append(edge)
-
-    def _members(self, qualname: str) -> Iterator[Symbol]:
-        prefix = qualname + "."
-        return (
-            s
-            for s in self.definitions
-            if s.qualname.startswith(prefix) and "." not in s.qualname[len(prefix) :]
-        )
 
     def _bodies(self) -> None:
         """`raise X` in a body and `-> X` in a signature, when X resolves to a definition in the repo."""

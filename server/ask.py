@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repolm.indexer.code_graph import INVERSES, CodeGraph, GraphPath, Node, RelationPath, valid
+from repolm.indexer.code_graph import INVERSES, CodeGraph, Edge, GraphPath, Node, RelationPath, valid
 
 from repolm.config import ServeConfig
 from repolm.model import LoadedModel, generate
@@ -63,7 +63,7 @@ class GraphAnswer:
         }
 
 
-def step_json(graph: CodeGraph, edge: Any) -> dict[str, Any]:
+def step_json(graph: CodeGraph, edge: Edge) -> dict[str, Any]:
     """One step: where it leads, located at the target's definition (or doc section, or file)."""
     target = graph.nodes.get(edge.target)
     return {

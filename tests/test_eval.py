@@ -277,6 +277,8 @@ def test_repolm_eval_end_to_end(tmp_path: Path, capsys) -> None:
     assert base["explain"]["n"] == 1
     assert base["explain"]["quotes_verbatim"] in (None, 1.0)
     assert all(record["path"] in HELD_OUT for record in result["records"])
+    graph = base["graph"]  # `--graph` defaults to 30 questions: every shown path must be valid
+    assert set(graph["methods"]) == {"graph", "retrieval"} and graph["path_validity"] in (None, 1.0)
 
     html = (report / "eval_report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") >= 2

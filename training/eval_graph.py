@@ -60,9 +60,15 @@ def retrieval_entities(index: Index, question: GraphQuestion) -> list[str]:
 
 
 def evaluate_graph(
-    index: Index, model: LoadedModel, split: EvalSplit, limit: int, seed: int, progress: Progress
+    index: Index,
+    graph: CodeGraph,
+    model: LoadedModel,
+    split: EvalSplit,
+    limit: int,
+    seed: int,
+    progress: Progress,
 ) -> dict:
-    graph = CodeGraph.build(index)
+    """Graph questions answered by `model` and by plain retrieval; `graph` is built once per run."""
     asked = questions(graph, lambda node: split.allows(node.path, node.line), limit, seed)
     planner = model_planner(model)
     records = []

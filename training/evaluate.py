@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from repolm.indexer.builder import update_index
+from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index
 from repolm.server.completion import PER_FILE_CAP, Completer, CompletionRequest
@@ -206,6 +207,7 @@ def evaluate(
         done += 1
         report("complete", done, total)
 
+    code_graph = CodeGraph.build(index) if options.graph_limit > 0 else None  # shared by the models
     results: dict[str, dict] = {}
     records = [{**t.to_json(), "models": {}} for t in targets]
     for name, adapter in models.items():
@@ -224,8 +226,10 @@ def evaluate(
                 index, model, serve, options.split, options.explain_limit, options.seed, report
             )
         graph = None
-        if options.graph_limit > 0:
-            graph = evaluate_graph(index, model, options.split, options.graph_limit, options.seed, report)
+        if code_graph is not None:
+            graph = evaluate_graph(
+                index, code_graph, model, options.split, options.graph_limit, options.seed, report
+            )
         results[name] = {
             "adapter": adapter,
             "arms": arms,
