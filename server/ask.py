@@ -138,7 +138,12 @@ def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
     def reason(question: str, documents: Sequence[Document]) -> str:
         request = PromptRequest("explain", documents, question=question)
         prompt = build_prompt(request, model.tokenizer, config.explain_budget)
-        generation = generate(model, prompt.input_ids, max_new_tokens=config.explain_max_tokens)
+        generation = generate(
+            model,
+            prompt.input_ids,
+            max_new_tokens=config.explain_max_tokens,
+            draft_tokens=config.draft_tokens,
+        )
         text = verify(generation.text, prompt.documents).text.strip()
         cited = any(f"{d.path}:{d.start_line}" in text for d in prompt.documents)
         return text if cited else ""

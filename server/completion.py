@@ -280,6 +280,7 @@ class Completer:
             stop=stop_rules(prefix, multiline),
             cancel=cancel,
             healed=prompt.healed,
+            draft_tokens=self.config.draft_tokens,
         )
         timings["generate"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started

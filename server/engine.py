@@ -133,10 +133,7 @@ class Engine:
     @property
     def embedder(self) -> CachingEmbedder:
         if self._embedder is None:
-            index = self.config.index
-            self._embedder = CachingEmbedder(
-                index.embedding_model, index.embedding_max_tokens, index.embedding_batch_size
-            )
+            self._embedder = CachingEmbedder.from_config(self.config.index)
         return self._embedder
 
     def index(self) -> Index | None:

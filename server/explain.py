@@ -329,7 +329,11 @@ class Explainer:
             self.config.explain_budget,
         )
         generation = generate(
-            self.model, prompt.input_ids, max_new_tokens=self.config.explain_max_tokens, cancel=cancel
+            self.model,
+            prompt.input_ids,
+            max_new_tokens=self.config.explain_max_tokens,
+            cancel=cancel,
+            draft_tokens=self.config.draft_tokens,
         )
         timings["generate"] = time.perf_counter() - mark
         verified = verify(generation.text, prompt.documents)

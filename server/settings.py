@@ -29,7 +29,12 @@ _SERVE_GROUPS = {
     },
     "explain": {"enabled": "explain_enabled", "maxTokens": "explain_max_tokens", "budget": "explain_budget"},
 }
-_SERVE_TOP = {"model": "model", "adapter": "adapter", "maxDocumentBytes": "max_document_bytes"}
+_SERVE_TOP = {
+    "model": "model",
+    "adapter": "adapter",
+    "maxDocumentBytes": "max_document_bytes",
+    "draftTokens": "draft_tokens",
+}
 
 
 def _snake(name: str) -> str:

@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_tree
 from repolm.indexer.builder import update_index
+from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index, SearchFilter, reciprocal_rank_fusion, weighted_fusion
 from repolm.indexer.store import IndexFormatError, Store
 
@@ -289,3 +291,20 @@ def test_fusion_arithmetic() -> None:
     assert fused[1][1] == pytest.approx(1 / 63 + 1 / 61)
     mixed = weighted_fusion(bm25, dense, dense_weight=0.5)
     assert dict(mixed) == pytest.approx({1: 0.5, 2: 0.5 * 7 / 11, 3: 0.5})
+
+
+def test_threaded_embedding_keeps_order_and_vectors(embedder) -> None:
+    # Enough texts for several pieces per thread; each is distinct so that a swapped row would show.
+    verbs = ("load", "save", "render", "delete", "parse", "send", "cache", "sort")
+    nouns = ("invoice", "user", "cart", "token", "report", "image", "order", "email", "route")
+    texts = [
+        f"def {verb}_{noun}(request):\n    return {verb}({noun}_store, request)"
+        for verb in verbs
+        for noun in nouns
+    ]
+    single = Embedder(str(embedder.path), batch_size=4, threads=1).encode(texts)
+    threaded = Embedder(str(embedder.path), batch_size=4, threads=3).encode(texts)
+    assert threaded.shape == single.shape == (len(texts), single.shape[1])
+    similarity = threaded @ single.T
+    assert (similarity.argmax(axis=1) == np.arange(len(texts))).all()
+    assert similarity.diagonal().min() > 0.99

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -133,14 +135,57 @@ def test_single_line_stop(loaded: LoadedModel) -> None:
     assert result.text.strip() and "\n" not in result.text
 
 
-def test_cancellation_is_checked_every_token(loaded: LoadedModel) -> None:
+@contextmanager
+def counted_passes(model: torch.nn.Module) -> Iterator[list[int]]:
+    """Counts forward passes of `model` (a list holding one number) while the block runs."""
+    passes = [0]
+
+    def count(*_: object) -> None:
+        passes[0] += 1
+
+    handle = model.register_forward_hook(count)
+    try:
+        yield passes
+    finally:
+        handle.remove()
+
+
+def test_prompt_lookup_drafts_keep_greedy_output_in_fewer_passes(loaded: LoadedModel) -> None:
+    # Code that repeats its context: the rest of the list can be drafted from its first occurrence.
+    prompt = "COLUMNS = ['name', 'email', 'created_at', 'updated_at', 'owner_id']\n\n\ndef header():\n"
+    prompt += "    return ['name', 'email',"
+    ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        reference = loaded.model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=16,
+            do_sample=False,
+            pad_token_id=loaded.tokenizer.eos_token_id,
+        )[0, len(ids) :].tolist()
+    loaded._prompt_cache.clear()
+    with counted_passes(loaded.model) as passes:
+        result = generate(loaded, ids, max_new_tokens=16, draft_tokens=8)
+    assert result.tokens == reference
+    assert passes[0] < len(result.tokens)  # some tokens came from accepted drafts
+    # The prompt cache holds exactly the tokens it says it does: a continuation reusing it decodes
+    # what one computed from scratch does.
+    continued = ids + result.tokens[:-1]
+    warm = generate(loaded, continued, max_new_tokens=4, draft_tokens=8)
+    assert warm.prefill_tokens <= 2
+    loaded._prompt_cache.clear()
+    assert generate(loaded, continued, max_new_tokens=4, draft_tokens=8).tokens == warm.tokens
+
+
+def test_cancellation_is_checked_before_every_pass(loaded: LoadedModel) -> None:
     event = threading.Event()
     event.set()
     assert generate(loaded, PROMPT, 8, cancel=event).finish_reason == "cancelled"
     checks = iter(range(100))
-    result = generate(loaded, PROMPT, 20, cancel=lambda: next(checks) >= 3)
+    with counted_passes(loaded.model) as passes:
+        result = generate(loaded, PROMPT, 20, cancel=lambda: next(checks) >= 3, draft_tokens=8)
     assert result.finish_reason == "cancelled"
-    assert len(result.tokens) == 3
+    assert passes[0] == 3
+    assert 3 <= len(result.tokens) < 20
 
 
 def test_healed_text_is_reproduced(loaded: LoadedModel) -> None:
