@@ -1,6 +1,6 @@
 """The language server measured the way editors use it: a real LSP client over stdio.
 
-    python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--out FILE]
+    python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--adapter DIR] [--out FILE]
 
 On a copy of a downloaded repository (indexed first), it starts `repolm serve`, and measures:
 cold start to the first answer; completion latency (textDocument/inlineCompletion, one request per
@@ -166,7 +166,7 @@ async def hovers(session: Session, targets: list[tuple[str, int, int]]) -> list[
     return latencies
 
 
-async def run(root: Path, lines: int, symbols: int) -> dict[str, object]:
+async def run(root: Path, lines: int, symbols: int, adapter: Path | None) -> dict[str, object]:
     session = Session(root)
     started = time.perf_counter()
     await session.start({"repolm": {"explain": {"enabled": False}}})
@@ -182,6 +182,10 @@ async def run(root: Path, lines: int, symbols: int) -> dict[str, object]:
     # The same requests decoded one token per forward pass: what prompt-lookup drafting saves.
     session.configure({"repolm": {"explain": {"enabled": False}, "draftTokens": 0}})
     result["with_retrieval_without_drafts"] = await completions(session, sample)
+    if adapter is not None:  # a trained LoRA adapter, served merged into the base weights
+        session.configure({"repolm": {"explain": {"enabled": False}, "adapter": str(adapter.resolve())}})
+        await session.complete(uri, first_line, indent)  # the swap happens here, outside the clock
+        result["with_retrieval_with_adapter"] = await completions(session, sample)
     session.configure({"repolm": {"explain": {"enabled": False}, "completion": {"snippets": 0}}})
     result["without_retrieval"] = await completions(session, sample)
     targets = hover_targets(root, symbols * 2)
@@ -200,6 +204,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60)
     parser.add_argument("--symbols", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench/results/server.json"))
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        help="also complete with this LoRA adapter, e.g. bench/.cache/train-requests/.repolm/adapters/raft"
+        " after bench/bench_training.py",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
         root = fresh_copy(args.corpus, Path(scratch) / args.corpus)
@@ -208,7 +218,7 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        result = asyncio.run(run(root, args.lines, args.symbols))
+        result = asyncio.run(run(root, args.lines, args.symbols, args.adapter))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "corpus": CORPORA[args.corpus],

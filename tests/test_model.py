@@ -213,24 +213,28 @@ def test_vocab_pieces_decode_multibyte_text(loaded: LoadedModel) -> None:
     assert vocab.is_stop(loaded.tokenizer.eos_token_id)
 
 
-def test_set_adapter_swaps_without_reloading(tmp_path: Path, loaded: LoadedModel) -> None:
-    from peft import LoraConfig, get_peft_model
+def test_adapters_are_served_merged_and_swapped(tmp_path: Path) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     trainee = load_model(base=str(default_model_dir()), device="cpu")
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(trainee.model, config).save_pretrained(tmp_path / "adapter")
 
-    ids = loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    base_logits = logits(loaded.model, ids)
-    served = load_model(adapter=tmp_path / "adapter", device="cpu")
+    ids = trainee.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    base_logits = logits(load_model(device="cpu", dtype=torch.float32).model, ids)
+    unmerged = PeftModel.from_pretrained(
+        load_model(device="cpu", dtype=torch.float32).model, tmp_path / "adapter"
+    )
+    served = load_model(adapter=tmp_path / "adapter", device="cpu", dtype=torch.float32)
     adapted = logits(served.model, ids)
     assert served.adapter == tmp_path / "adapter"
-    assert not torch.allclose(adapted, base_logits)
+    assert not any("lora" in name for name, _ in served.model.named_modules())  # merged: no LoRA layers
+    assert torch.allclose(adapted, logits(unmerged, ids), atol=1e-3)
+    assert not torch.allclose(adapted, base_logits, atol=1e-3)
 
     served.set_adapter(None)
     assert served.adapter is None
     assert torch.allclose(logits(served.model, ids), base_logits)
     served.set_adapter(tmp_path / "adapter")
-    served.set_adapter(tmp_path / "adapter")  # swapping for a new version replaces the old one
+    served.set_adapter(tmp_path / "adapter")  # a new version replaces the old one: no merge on top
     assert torch.allclose(logits(served.model, ids), adapted)
-    assert len(served.model.peft_config) == 1
