@@ -53,7 +53,7 @@ class IndexConfig:
         ".eggs",
     )
     embedding_model: str = ""  # a local sentence-transformers folder; empty means the embedded MiniLM
-    # Small batches keep MiniLM's activations in the CPU cache: 16 ran 1.25x faster than 64 (measured).
+    # Small batches keep MiniLM's activations in the CPU caches: 16 beat 64 (bench/bench_embedding.py).
     embedding_batch_size: int = 16
     embedding_threads: int = 2  # Python threads sharing the embedder; see Embedder.encode
     embedding_max_tokens: int = (

@@ -433,7 +433,8 @@ def generate(
     healed: str = "",
     draft_tokens: int = 0,
 ) -> Generation:
-    """Greedy decoding with the KV cache, checking stop rules and cancellation after every token.
+    """Greedy decoding with the KV cache: stop rules checked after every token, cancellation before
+    every forward pass.
 
     `healed` is text removed from the end of the prompt by token healing: the first tokens are
     constrained to reproduce it, and stop rules only look at what comes after it.

@@ -38,6 +38,18 @@ def logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
         return model(input_ids=torch.tensor([ids])).logits
 
 
+def transformers_greedy(loaded: LoadedModel, ids: list[int], new_tokens: int) -> list[int]:
+    """What `transformers`' own greedy `generate` produces after `ids`: the reference for our loop."""
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=loaded.tokenizer.eos_token_id,
+        )
+    return output[0, len(ids) :].tolist()
+
+
 def test_converted_cache_matches_gguf() -> None:
     gguf_model, gguf_tokenizer = load_gguf()
     converted = load_model(device="cpu", dtype=torch.float32)  # the folder holds fp32, as GGUF dequantizes
@@ -102,13 +114,7 @@ def test_missing_folder_is_refused_without_download(tmp_path: Path) -> None:
 
 def test_greedy_loop_matches_transformers_generate(loaded: LoadedModel) -> None:
     ids = loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    with torch.inference_mode():
-        reference = loaded.model.generate(
-            torch.tensor([ids]),
-            max_new_tokens=12,
-            do_sample=False,
-            pad_token_id=loaded.tokenizer.eos_token_id,
-        )[0, len(ids) :].tolist()
+    reference = transformers_greedy(loaded, ids, 12)
     result = generate(loaded, ids, max_new_tokens=12)
     assert result.tokens == reference
     assert result.finish_reason == "length"
@@ -155,13 +161,7 @@ def test_prompt_lookup_drafts_keep_greedy_output_in_fewer_passes(loaded: LoadedM
     prompt = "COLUMNS = ['name', 'email', 'created_at', 'updated_at', 'owner_id']\n\n\ndef header():\n"
     prompt += "    return ['name', 'email',"
     ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    with torch.inference_mode():
-        reference = loaded.model.generate(
-            torch.tensor([ids]),
-            max_new_tokens=16,
-            do_sample=False,
-            pad_token_id=loaded.tokenizer.eos_token_id,
-        )[0, len(ids) :].tolist()
+    reference = transformers_greedy(loaded, ids, 16)
     loaded._prompt_cache.clear()
     with counted_passes(loaded.model) as passes:
         result = generate(loaded, ids, max_new_tokens=16, draft_tokens=8)
