@@ -1,14 +1,16 @@
 """The language server measured the way editors use it: a real LSP client over stdio.
 
-    python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--adapter DIR] [--out FILE]
+    python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--keystrokes 4]
+                                 [--adapter DIR] [--out FILE]
 
 On a copy of a downloaded repository (indexed first), it starts `repolm serve`, and measures:
 cold start to the first answer; completion latency (textDocument/inlineCompletion, one request per
 sampled line, cursor after the line's indentation, the document cut at the cursor so nothing after it
-is visible) with and without retrieval, single-line requests apart from those where the cursor opens a
-block (the server then writes the block), and exact match / edit similarity of the
-completed line against the real one; hover latency with the symbol card alone and with the model's
-explanation; the server's resident memory. Figures are medians and 95th percentiles of this run.
+is visible) with and without retrieval, single-line requests apart from those where the cursor opens
+a block (the server then writes the block); the same lines typed a few characters at a time; exact
+match and edit similarity of the completed line against the real one; hover latency with the symbol
+card alone and with the model's explanation; the server's resident memory. Figures are medians and
+95th percentiles of this run.
 """
 
 from __future__ import annotations
@@ -143,6 +145,23 @@ async def completions(session: Session, lines: list[tuple[str, int, str]]) -> di
     }
 
 
+async def typing(session: Session, lines: list[tuple[str, int, str]], keystrokes: int) -> dict[str, float]:
+    """Latency while typing along a line: after the line's first request (a cold prefill, measured by
+    `completions`), each keystroke asks again; the retrieval query leaves the line being typed out, so
+    the prompt's head stays the same and the model's KV cache is reused. Only keystroke requests count."""
+    latencies = []
+    for relative, number, line in lines:
+        text = (session.root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
+        indent = len(line) - len(line.lstrip())
+        for column in range(indent, indent + min(keystrokes, len(line) - indent) + 1):
+            uri = session.open(relative, "".join(text[:number]) + line[:column])
+            started = time.perf_counter()
+            await session.complete(uri, number, column)
+            if column > indent:
+                latencies.append(time.perf_counter() - started)
+    return summary(latencies)
+
+
 def hover_targets(root: Path, count: int) -> list[tuple[str, int, int]]:
     """(path, 0-based line, column) on the names of distinct documented functions."""
     targets = []
@@ -166,7 +185,9 @@ async def hovers(session: Session, targets: list[tuple[str, int, int]]) -> list[
     return latencies
 
 
-async def run(root: Path, lines: int, symbols: int, adapter: Path | None) -> dict[str, object]:
+async def run(
+    root: Path, lines: int, symbols: int, keystrokes: int, adapter: Path | None
+) -> dict[str, object]:
     session = Session(root)
     started = time.perf_counter()
     await session.start({"repolm": {"explain": {"enabled": False}}})
@@ -179,6 +200,9 @@ async def run(root: Path, lines: int, symbols: int, adapter: Path | None) -> dic
     cold = time.perf_counter() - started
     result: dict[str, object] = {"cold_start_to_first_completion_s": round(cold, 2)}
     result["with_retrieval"] = await completions(session, sample)
+    # No answer cache, so each line's first request runs the model and leaves its prompt in the KV cache.
+    session.configure({"repolm": {"explain": {"enabled": False}, "completion": {"cacheSize": 0}}})
+    result["typing"] = await typing(session, sample, keystrokes)
     # The same requests decoded one token per forward pass: what prompt-lookup drafting saves.
     session.configure({"repolm": {"explain": {"enabled": False}, "draftTokens": 0}})
     result["with_retrieval_without_drafts"] = await completions(session, sample)
@@ -203,6 +227,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="requests", choices=sorted(CORPORA))
     parser.add_argument("--lines", type=int, default=60)
     parser.add_argument("--symbols", type=int, default=8)
+    parser.add_argument("--keystrokes", type=int, default=4, help="characters typed per line for `typing`")
     parser.add_argument("--out", type=Path, default=Path("bench/results/server.json"))
     parser.add_argument(
         "--adapter",
@@ -218,7 +243,7 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        result = asyncio.run(run(root, args.lines, args.symbols, args.adapter))
+        result = asyncio.run(run(root, args.lines, args.symbols, args.keystrokes, args.adapter))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "corpus": CORPORA[args.corpus],
