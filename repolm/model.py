@@ -4,8 +4,9 @@ The default base is SmolLM2-135M-Instruct, shipped as a GGUF file inside the `ll
 GGUF dequantizes every tensor (~16 s), so it is converted once into a safetensors folder in the cache and
 loaded from there afterwards (~1 s). Nothing here ever contacts a model hub.
 
-Decoding is a plain greedy token loop rather than `model.generate`, so that stop rules, token healing and
-cancellation are checked after every token: the LSP server cancels stale requests while the user types.
+Decoding is a plain greedy token loop rather than `model.generate`, so that stop rules and token healing
+are checked after every token and cancellation before every forward pass: the LSP server cancels stale
+requests while the user types.
 """
 
 from __future__ import annotations

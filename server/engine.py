@@ -154,7 +154,7 @@ class Engine:
                 self.completer = Completer(self._model, serve, self._search_code)
                 self.explainer = Explainer(self._model, serve)
             elif self._adapter.changed():
-                # A newly promoted adapter: swap it in without reloading the base weights.
+                # A newly promoted adapter: swap it in (merged into fresh base weights) without a restart.
                 self._model.set_adapter(self._adapter.existing())
                 self._clear_caches()
             return self._model
