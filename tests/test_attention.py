@@ -1,0 +1,54 @@
+"""The grouped CPU attention against transformers' SDPA path, on the real embedded SmolLM2-135M."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from repolm.attention import GROUPED_ATTENTION, MAX_GROUPED_QUERIES
+from repolm.model import LoadedModel, load_model
+
+
+@pytest.fixture(scope="module")
+def loaded() -> LoadedModel:
+    # fp32, so that the two paths agree to rounding rather than to bf16's three digits
+    return load_model(device="cpu", dtype=torch.float32)
+
+
+def passes(loaded: LoadedModel, attention: str, blocks: list[list[int]]) -> list[torch.Tensor]:
+    """Logits of each block fed in turn through one KV cache: a prefill, then decoding-sized passes."""
+    loaded.model.set_attn_implementation(attention)
+    cache = DynamicCache()
+    with torch.inference_mode():
+        return [
+            loaded.model(input_ids=torch.tensor([block]), past_key_values=cache, use_cache=True).logits[0]
+            for block in blocks
+        ]
+
+
+@pytest.mark.parametrize(
+    "prompt_tokens",
+    [12, MAX_GROUPED_QUERIES + 40],  # a short prompt takes the grouped path uncached, a longer one SDPA
+)
+def test_grouped_attention_matches_sdpa(loaded: LoadedModel, prompt_tokens: int) -> None:
+    text = "def add(first, second):\n    return first + second\n\n\nclass Counter:\n    count = 0\n" * 8
+    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > prompt_tokens + 8
+    blocks = [
+        ids[:prompt_tokens],
+        ids[prompt_tokens : prompt_tokens + 1],
+        ids[prompt_tokens + 1 : prompt_tokens + 8],
+    ]
+    try:
+        reference = passes(loaded, "sdpa", blocks)
+        grouped = passes(loaded, GROUPED_ATTENTION, blocks)
+    finally:
+        loaded.model.set_attn_implementation(GROUPED_ATTENTION)
+    for expected, actual in zip(reference, grouped, strict=True):
+        assert torch.equal(expected.argmax(-1), actual.argmax(-1))
+        torch.testing.assert_close(actual, expected, atol=2e-3, rtol=1e-4)
+
+
+def test_cpu_models_load_with_grouped_attention(loaded: LoadedModel) -> None:
+    assert loaded.model.config._attn_implementation == GROUPED_ATTENTION
