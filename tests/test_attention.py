@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import DynamicCache
 
-from repolm.attention import GROUPED_ATTENTION, MAX_GROUPED_QUERIES
+from repolm.attention import GROUPED_ATTENTION, MAX_GROUPED_QUERIES, kv_cache
 from repolm.model import LoadedModel, load_model
 
 
@@ -19,7 +18,7 @@ def loaded() -> LoadedModel:
 def passes(loaded: LoadedModel, attention: str, blocks: list[list[int]]) -> list[torch.Tensor]:
     """Logits of each block fed in turn through one KV cache: a prefill, then decoding-sized passes."""
     loaded.model.set_attn_implementation(attention)
-    cache = DynamicCache()
+    cache = kv_cache(loaded.model)
     with torch.inference_mode():
         return [
             loaded.model(input_ids=torch.tensor([block]), past_key_values=cache, use_cache=True).logits[0]
@@ -50,5 +49,11 @@ def test_grouped_attention_matches_sdpa(loaded: LoadedModel, prompt_tokens: int)
         torch.testing.assert_close(actual, expected, atol=2e-3, rtol=1e-4)
 
 
-def test_cpu_models_load_with_grouped_attention(loaded: LoadedModel) -> None:
-    assert loaded.model.config._attn_implementation == GROUPED_ATTENTION
+def test_cpu_models_load_with_grouped_attention_and_an_fp32_cache() -> None:
+    bf16 = load_model(device="cpu", dtype=torch.bfloat16)
+    assert bf16.model.config._attn_implementation == GROUPED_ATTENTION
+    cache = kv_cache(bf16.model)
+    with torch.inference_mode():
+        bf16.model(input_ids=torch.tensor([[1, 2, 3]]), past_key_values=cache, use_cache=True)
+    assert all(layer.keys.dtype == torch.float32 for layer in cache.layers)
+    assert cache.get_seq_length() == 3
