@@ -1,6 +1,6 @@
 """Latency of one decoding forward pass of the embedded model, by attention path and context length.
 
-    python bench/bench_decode.py [--corpus requests] [--contexts 256 768] [--rounds 5] [--out FILE]
+    python bench/bench_decode.py [--corpus requests] [--contexts 256 768] [--rounds 10] [--out FILE]
 
 The context is the head of a real source file's tokens (the corpus's largest Python file, repeated if
 short), prefilled once per setting. Then 16 passes are timed as decoding makes them: each feeds 1 token
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus", default="requests", choices=sorted(CORPORA))
     parser.add_argument("--contexts", type=int, nargs="+", default=[256, 768])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench/results/decode.json"))
     args = parser.parse_args()
     loaded = load_model()
@@ -78,7 +78,7 @@ def main() -> None:
                 runs[path].setdefault(key, []).append(round(pass_ms(loaded, ids, context, block), 2))
         print(f"round {round_number + 1}: {json.dumps(runs)}", flush=True)
     medians = {
-        path: {key: statistics.median(values) for key, values in by_key.items()}
+        path: {key: round(statistics.median(values), 2) for key, values in by_key.items()}
         for path, by_key in runs.items()
     }
     report = {
