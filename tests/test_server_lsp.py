@@ -10,6 +10,8 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import pytest_lsp
 from conftest import write_tree
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
+from repolm.server.lsp import in_thread
 from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -231,3 +234,28 @@ async def test_cli_explain_and_complete_use_the_same_cores(client: LanguageClien
         text=True,
     )
     assert bad.returncode == 2 and "outside the document" in bad.stderr
+
+
+# -- the engine thread ---------------------------------------------------------------------------------
+
+
+def test_engine_work_runs_on_one_thread_and_cancelled_work_never_starts() -> None:
+    def thread_after(seconds: float) -> int:
+        time.sleep(seconds)
+        return threading.get_ident()
+
+    async def run() -> tuple[list[int], list[str]]:
+        # Concurrent requests: the default executor would spread these over several threads.
+        idents = await asyncio.gather(*(in_thread(lambda: thread_after(0.02)) for _ in range(4)))
+        ran: list[str] = []
+        busy = asyncio.ensure_future(in_thread(lambda: thread_after(0.3)))
+        queued = asyncio.ensure_future(in_thread(lambda: ran.append("queued")))
+        await asyncio.sleep(0.05)
+        queued.cancel()  # what `$/cancelRequest` does to the request's task
+        await busy
+        await in_thread(lambda: ran.append("later"))
+        return idents, ran
+
+    idents, ran = asyncio.run(run())
+    assert len(set(idents)) == 1 and idents[0] != threading.get_ident()
+    assert ran == ["later"]
