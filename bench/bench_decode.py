@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, corpus
+from report import write_report
 
 from repolm.attention import GROUPED_ATTENTION, kv_cache
 from repolm.model import LoadedModel, load_model
@@ -92,10 +93,7 @@ def main() -> None:
         },
         "runs_ms": runs,
     }
-    print(json.dumps(report, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

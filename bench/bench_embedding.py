@@ -23,6 +23,7 @@ from corpora import CORPORA, corpus
 from repolm.indexer.builder import parse_source
 from repolm.indexer.dense import Embedder
 from repolm.indexer.discovery import discover, read_source
+from report import write_report
 
 from repolm.config import Config
 
@@ -82,10 +83,7 @@ def main() -> None:
             for name, values in rates.items()
         },
     }
-    print(json.dumps(report, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from corpora import CORPORA, fresh_copy
 from repolm.indexer.builder import update_index
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index
+from report import write_report
 
 from repolm.config import Config
 
@@ -197,9 +198,7 @@ def main() -> None:
             result["incremental"] = incremental(repo, embedder)
             print(json.dumps(result["incremental"], indent=1), flush=True)
             report["corpora"][CORPORA[name]] = result  # type: ignore[index]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -35,6 +34,7 @@ from rapidfuzz.distance import Levenshtein
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, fresh_copy
 from repolm.server.completion import opens_block
+from report import write_report
 
 
 def sample_lines(root: Path, count: int, seed: int = 0) -> list[tuple[str, int, str]]:
@@ -249,9 +249,7 @@ def main() -> None:
         "corpus": CORPORA[args.corpus],
         **result,
     }
-    print(json.dumps(report, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":
