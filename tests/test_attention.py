@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -27,18 +29,19 @@ def passes(loaded: LoadedModel, attention: str, blocks: list[list[int]]) -> list
 
 
 @pytest.mark.parametrize(
-    "prompt_tokens",
-    [12, MAX_GROUPED_QUERIES + 40],  # a short prompt takes the grouped path uncached, a longer one SDPA
+    "sizes",
+    [
+        [12, 1, 7],  # a short prompt takes the grouped path uncached, then a token and a draft block
+        [MAX_GROUPED_QUERIES + 40, 1, 7],  # a longer prompt goes to SDPA
+        [10, 250, 1, 7],  # the fp32 cache's first buffer (256 tokens) grows during the second block
+    ],
 )
-def test_grouped_attention_matches_sdpa(loaded: LoadedModel, prompt_tokens: int) -> None:
-    text = "def add(first, second):\n    return first + second\n\n\nclass Counter:\n    count = 0\n" * 8
+def test_grouped_attention_matches_sdpa(loaded: LoadedModel, sizes: list[int]) -> None:
+    text = "def add(first, second):\n    return first + second\n\n\nclass Counter:\n    count = 0\n" * 16
     ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert len(ids) > prompt_tokens + 8
-    blocks = [
-        ids[:prompt_tokens],
-        ids[prompt_tokens : prompt_tokens + 1],
-        ids[prompt_tokens + 1 : prompt_tokens + 8],
-    ]
+    assert len(ids) >= sum(sizes)
+    ends = list(itertools.accumulate(sizes))
+    blocks = [ids[end - size : end] for size, end in zip(sizes, ends, strict=True)]
     try:
         reference = passes(loaded, "sdpa", blocks)
         grouped = passes(loaded, GROUPED_ATTENTION, blocks)
