@@ -89,8 +89,8 @@ class Float32Layer(DynamicLayer):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states.float(), value_states.float())
+        if not self.is_initialized:  # it reads only dtype and device: empty slices spare a copy
+            self.lazy_initialization(key_states[..., :0, :].float(), value_states[..., :0, :].float())
         start = self.get_seq_length()
         end = start + key_states.shape[-2]
         if self._buffers is None or end > self._buffers[0].shape[-2]:
