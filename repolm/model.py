@@ -172,17 +172,23 @@ class _PromptCache:
     ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in `cache`
     cache: Cache | None = None
 
-    def reuse(self, ids: Sequence[int]) -> tuple[Cache | None, int]:
-        """A cache holding a prefix of `ids` and its length; at least one token is left to feed."""
+    def reuse(self, ids: Sequence[int]) -> tuple[Cache | None, int, list[int]]:
+        """A cache holding a prefix of `ids` and its length (at least one token is left to feed), and
+        the tokens the last sequence went on with when all of `ids` is a prefix of it.
+
+        Those are what the model decoded after this very context last time (the user typed the start
+        of the suggestion), so they make a draft that greedy decoding will accept.
+        """
         common = 0
         limit = min(len(self.ids), len(ids) - 1)
         while common < limit and self.ids[common] == ids[common]:
             common += 1
         if self.cache is None or common == 0:
-            return None, 0
+            return None, 0, []
+        continuation = self.ids[len(ids) :] if self.ids[: len(ids)] == list(ids) else []
         if len(self.ids) > common:
             self.cache.crop(common - len(self.ids))  # a negative count removes that many tokens
-        return self.cache, common
+        return self.cache, common, continuation
 
     def clear(self) -> None:
         self.ids, self.cache = [], None
@@ -453,6 +459,8 @@ def generate(
     as a draft with the next token. One forward pass scores them all; greedy choices that agree with
     the draft are kept, so the output is the one plain greedy decoding gives, in fewer passes. On the
     CPU a pass over a few tokens costs about what a pass over one does: reading the weights dominates.
+    The first pass's draft is what the previous generation decoded after this same context, if the
+    prompt is a prefix of it: a keystroke that follows the suggestion is then verified in one pass.
     """
     stop = stop or StopRules()
     vocab = vocab_of(loaded.tokenizer)
@@ -471,7 +479,7 @@ def generate(
     started = time.perf_counter()
     with loaded.lock, torch.inference_mode():
         prompt_cache = loaded._prompt_cache
-        cache, reused = prompt_cache.reuse(ids)
+        cache, reused, continuation = prompt_cache.reuse(ids)
         prompt_cache.clear()  # if the loop raises, the half-updated cache must not be reused
         cache = cache if cache is not None else kv_cache(loaded.model)
         fed, feed = ids[:reused], ids[reused:]  # fed: tokens whose keys/values are in `cache`
@@ -486,7 +494,11 @@ def generate(
             if _is_cancelled(cancel):
                 reason = "cancelled"
                 break
-            draft = _draft(lookup, fed + feed, max_new_tokens - len(tokens) - 1) if tokens else []
+            room = max_new_tokens - len(tokens) - 1
+            if tokens:
+                draft = _draft(lookup, fed + feed, room)
+            else:
+                draft = continuation[:room] if lookup is not None else []
             inputs = torch.tensor([feed + draft], device=loaded.device)
             output = loaded.model(
                 input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=len(draft) + 1

@@ -177,6 +177,23 @@ def test_prompt_lookup_drafts_keep_greedy_output_in_fewer_passes(loaded: LoadedM
     assert generate(loaded, continued, max_new_tokens=4, draft_tokens=8).tokens == warm.tokens
 
 
+def test_typing_the_suggestion_is_verified_in_one_pass(loaded: LoadedModel) -> None:
+    ids = loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    loaded._prompt_cache.clear()
+    suggestion = generate(loaded, ids, max_new_tokens=10, draft_tokens=8).tokens
+    # The user types the suggestion's first two tokens: the rest of it is drafted in the first pass.
+    typed = ids + suggestion[:2]
+    with counted_passes(loaded.model) as passes:
+        rest = generate(loaded, typed, max_new_tokens=8, draft_tokens=8)
+    assert rest.tokens == transformers_greedy(loaded, typed, 8) == suggestion[2:]
+    assert passes[0] == 1
+    # Typing something else: the stale continuation is no draft, the output is still plain greedy.
+    other = ids + loaded.tokenizer(" pass", add_special_tokens=False)["input_ids"]
+    assert generate(loaded, other, max_new_tokens=6, draft_tokens=8).tokens == transformers_greedy(
+        loaded, other, 6
+    )
+
+
 def test_cancellation_is_checked_before_every_pass(loaded: LoadedModel) -> None:
     event = threading.Event()
     event.set()
