@@ -7,7 +7,8 @@ On a copy of a downloaded repository (indexed first), it starts `repolm serve`, 
 cold start to the first answer; completion latency (textDocument/inlineCompletion, one request per
 sampled line, cursor after the line's indentation, the document cut at the cursor so nothing after it
 is visible) with and without retrieval, single-line requests apart from those where the cursor opens
-a block (the server then writes the block); the same lines typed a few characters at a time; exact
+a block (the server then writes the block); the same lines typed a few characters at a time; the line
+below each, reached by a jump and after writing the line above it; exact
 match and edit similarity of the completed line against the real one; hover latency with the symbol
 card alone and with the model's explanation; the server's resident memory. Figures are medians and
 95th percentiles of this run.
@@ -162,6 +163,46 @@ async def typing(session: Session, lines: list[tuple[str, int, str]], keystrokes
     return summary(latencies)
 
 
+def next_lines(root: Path, lines: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """Each sampled line paired with the next non-blank line below it in its file (where there is one),
+    flattened as (line, next line, line, next line, ...)."""
+    pairs = []
+    for relative, number, line in lines:
+        text = (root / relative).read_text(encoding="utf-8").splitlines()
+        below = next((n for n in range(number + 1, len(text)) if text[n].strip()), None)
+        if below is not None:
+            pairs += [(relative, number, line), (relative, below, text[below])]
+    return pairs
+
+
+async def next_line(session: Session, pairs: list[tuple[str, int, str]]) -> dict[str, object]:
+    """Writing on: a line's request (cursor at its indentation), then, with that line written out, the
+    next line's, as after pressing Enter. Only the next lines' requests count; retrieval keeps the
+    snippets that are still candidates and the prefix keeps its start, so the model's KV cache covers
+    the prompt up to the line just written."""
+    latencies: dict[str, list[float]] = {"single_line": [], "block": []}
+    exact, similarity = [], []
+    for index, (relative, number, line) in enumerate(pairs):
+        text = (session.root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
+        indent = len(line) - len(line.lstrip())
+        prefix = "".join(text[:number]) + line[:indent]
+        uri = session.open(relative, prefix)
+        started = time.perf_counter()
+        inserted = await session.complete(uri, number, indent)
+        if index % 2:
+            kind = "block" if opens_block(prefix) else "single_line"
+            latencies[kind].append(time.perf_counter() - started)
+            got = inserted.split("\n", 1)[0].strip()
+            exact.append(got == line.strip())
+            similarity.append(Levenshtein.normalized_similarity(got, line.strip()))
+    return {
+        "latency": summary(latencies["single_line"]),
+        "block_latency": summary(latencies["block"]),
+        "exact_match": round(100 * sum(exact) / len(exact), 1),
+        "edit_similarity": round(100 * statistics.mean(similarity), 1),
+    }
+
+
 def hover_targets(root: Path, count: int) -> list[tuple[str, int, int]]:
     """(path, 0-based line, column) on the names of distinct documented functions."""
     targets = []
@@ -203,6 +244,12 @@ async def run(
     # No answer cache, so each line's first request runs the model and leaves its prompt in the KV cache.
     session.configure({"repolm": {"explain": {"enabled": False}, "completion": {"cacheSize": 0}}})
     result["typing"] = await typing(session, sample, keystrokes)
+    # The lines after the sampled ones: reached by a jump (the previous request was elsewhere), then by
+    # writing the line above them first. Answer cache off in both, so every request runs the model.
+    pairs = next_lines(root, sample)
+    session.configure({"repolm": {"explain": {"enabled": False}, "completion": {"cacheSize": 0}}})
+    result["next_line_by_jump"] = await completions(session, pairs[1::2])
+    result["next_line_after_writing"] = await next_line(session, pairs)
     # The same requests decoded one token per forward pass: what prompt-lookup drafting saves.
     session.configure({"repolm": {"explain": {"enabled": False}, "draftTokens": 0}})
     result["with_retrieval_without_drafts"] = await completions(session, sample)

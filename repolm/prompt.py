@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 PREFIX_SHARE = 0.5
 # A snippet cut shorter than this many lines carries too little to be worth its header.
 MIN_SNIPPET_LINES = 3
+# A prefix that must be cut starts on a line number divisible by this (see `_fit_prefix`).
+PREFIX_ANCHOR_LINES = 8
 
 _LINE_COMMENT = {
     ".js": "//",
@@ -173,8 +175,20 @@ def _tail(lines: list[str], count: int) -> str:
 
 
 def _fit_prefix(tokenizer: Any, lines: list[str], limit: int) -> str:
-    """The most recent whole lines of the prefix that fit in `limit` tokens."""
-    return _tail(lines, _largest(len(lines), lambda k: _count(tokenizer, _tail(lines, k)) <= limit))
+    """The most recent whole lines of the prefix that fit in `limit` tokens, starting on an anchor line.
+
+    Cut at the exact fit, the prefix would lose its first line whenever the user adds one (or types a
+    few characters), and every prompt after that point would differ from the last one, so the model's
+    KV cache would hold nothing past the snippets. Starting on a line number divisible by
+    PREFIX_ANCHOR_LINES keeps the start in place for several lines of writing, at the price of a few
+    lines of context; a prefix too short to reach an anchor keeps its exact fit.
+    """
+    count = _largest(len(lines), lambda k: _count(tokenizer, _tail(lines, k)) <= limit)
+    start = len(lines) - count
+    anchored = -(-start // PREFIX_ANCHOR_LINES) * PREFIX_ANCHOR_LINES
+    if len(lines) - anchored > PREFIX_ANCHOR_LINES:
+        start = anchored
+    return "".join(lines[start:])
 
 
 def _fit_document(document: Document, fits: Callable[[Document], bool]) -> Document | None:

@@ -34,6 +34,7 @@ from repolm.prompt import (
 PER_FILE_CAP = 2
 SNIPPET_MARGIN = 48  # tokens kept free for the prompt's own headers and token merges at the seams
 RECENT_LINES = 8  # lines before the cursor whose identifiers make up the query
+STEADY_CANDIDATES = 2  # times the snippet count: how far down the ranking the last snippets may sink
 MAX_QUERY_TERMS = 40
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -189,6 +190,20 @@ def insertion_text(prompt: Prompt, generated: str, prefix: str, suffix: str, mul
     return text
 
 
+def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document], k: int) -> list[Document]:
+    """The previous request's snippets while every one of them is still among the candidates, else the
+    top `k` candidates.
+
+    Snippets open the prompt, so a new set costs a prefill of the whole prompt. When the user moves on to
+    the next line, the query gains that line's names and the ranking shifts, mostly among snippets that
+    all stay relevant; keeping the previous ones (still within the top `len(candidates)`) keeps the
+    model's KV cache, and only the lines written since are run.
+    """
+    if previous and all(document in candidates for document in previous):
+        return list(previous)
+    return list(candidates[:k])
+
+
 def fit_snippets(documents: Sequence[Document], tokenizer: Any, budget: int) -> list[Document]:
     """Snippets cut (whole lines) to a fixed share of the budget, before `build_prompt` sees them.
 
@@ -238,10 +253,13 @@ class Completer:
         self.search = search
         self._cache: OrderedDict[str, Completion] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._snippets: tuple[str, Sequence[Document]] = ("", ())  # the last request's path and snippets
 
     def clear_cache(self) -> None:
+        """Forget the cached answers and the last request's snippets: the next request starts cold."""
         with self._cache_lock:
             self._cache.clear()
+        self._snippets = ("", ())
 
     def complete(self, request: CompletionRequest, cancel: Cancel = None, cache_key: str = "") -> Completion:
         """Complete at the request's cursor. `cache_key` names what else the answer depends on (the
@@ -261,7 +279,11 @@ class Completer:
         query = retrieval_query(prefix)
         documents: Sequence[Document] = ()
         if self.search is not None and query:
-            documents = self.search(query, request.path, self.config.completion_snippets)
+            k = self.config.completion_snippets
+            candidates = self.search(query, request.path, STEADY_CANDIDATES * k)
+            path, previous = self._snippets
+            documents = steady_snippets(previous if path == request.path else (), candidates, k)
+            self._snippets = (request.path, documents)
             documents = fit_snippets(documents, self.model.tokenizer, self.config.completion_budget)
         timings["retrieve"] = time.perf_counter() - started
         mark = time.perf_counter()

@@ -9,6 +9,7 @@ import pytest
 
 from repolm.model import LoadedModel, StopRules, count_tokens, generate, load_model
 from repolm.prompt import (
+    PREFIX_ANCHOR_LINES,
     Document,
     Prompt,
     PromptRequest,
@@ -68,6 +69,21 @@ def test_budget_is_never_exceeded(tokenizer: Any, budget: int) -> None:
     # The prefix keeps its most recent lines: the cursor line and the one above it survive.
     assert (prompt.text + prompt.healed).endswith("value_59 = compute(59)\ndef f(x):\n    ")
     assert prompt == complete(tokenizer, budget, docs=(UTIL, BIG))  # deterministic
+
+
+def test_prefix_start_holds_while_the_user_writes_on(tokenizer: Any) -> None:
+    # A file longer than the budget allows: as lines are added below, the kept prefix keeps its start,
+    # so the prompt's head (and the model's KV cache of it) stays the same.
+    lines = [f"value_{i} = compute({i})\n" for i in range(120)]
+    starts = []
+    for end in range(80, 88):
+        prompt = complete(tokenizer, 300, prefix="".join(lines[:end]) + "tot", docs=())
+        assert len(prompt.input_ids) <= 300
+        kept = prompt.text.split("# Path: app/main.py\n", 1)[1]
+        starts.append(int(kept.split(" = ", 1)[0].removeprefix("value_")))
+    assert all(start % PREFIX_ANCHOR_LINES == 0 for start in starts)
+    assert len(set(starts)) <= 2  # 8 lines added cross one anchor at most
+    assert starts[0] < 80 - 16  # and the prefix still fills the budget: more than two anchors' worth
 
 
 def test_documents_fit_in_rank_order_and_are_cut_at_lines(tokenizer: Any) -> None:

@@ -11,6 +11,7 @@ from repolm.server.completion import (
     opens_block,
     retrieval_query,
     split_at,
+    steady_snippets,
     stop_rules,
 )
 from repolm.server.explain import SymbolCard, UseSite, verify
@@ -121,6 +122,15 @@ def test_multiline_insertion_keeps_inner_indentation_and_trims_the_end() -> None
 def test_single_line_insertion_does_not_repeat_the_rest_of_the_line() -> None:
     assert insertion_text(prompt(), "price, 10)", "apply_discount(", ")\n", False) == "price, 10"
     assert insertion_text(prompt(), "a)\nmore", "f(", "", False) == "a)"
+
+
+def test_snippets_stay_while_they_are_still_candidates() -> None:
+    a, b, c, d, e = (Document(f"m{i}.py", 1, 2, f"def f{i}():\n    pass\n") for i in range(5))
+    assert steady_snippets((), [a, b, c, d], 2) == [a, b]
+    assert steady_snippets([a, b], [c, d, b, a], 2) == [a, b]  # both still candidates: kept, in order
+    assert steady_snippets([a, b], [c, d, e, b], 2) == [c, d]  # one dropped out: the new top two
+    edited = Document("m0.py", 1, 2, "def f0():\n    return 0\n")  # reindexed since
+    assert steady_snippets([a, b], [edited, b, c], 2) == [edited, b]
 
 
 def test_latest_request_cancels_the_previous_one() -> None:

@@ -111,8 +111,10 @@ def complete_target(
     prefix = cursor_prefix(text, target.line, target.column)
     line, character = editor_position(prefix)
     # Each completion starts cold: the KV cache of the previous prompt (often the same snippets in
-    # another arm) would make latencies depend on the order of the runs.
+    # another arm) would make latencies depend on the order of the runs, and the snippets kept from
+    # the previous target would make its retrieval depend on it.
     model._prompt_cache.clear()
+    completer.clear_cache()
     started = time.perf_counter()
     completion = completer.complete(CompletionRequest(target.path, prefix, line, character))
     latency = (time.perf_counter() - started) * 1000
