@@ -122,17 +122,24 @@ class Session:
         await self.client.stop()
 
 
-async def completions(session: Session, lines: list[tuple[str, int, str]]) -> dict[str, object]:
-    """Latency split by what the server generates: one line, or a block when the cursor opens one."""
+async def completions(
+    session: Session, lines: list[tuple[str, int, str]], score_every: int = 1
+) -> dict[str, object]:
+    """Latency split by what the server generates: one line, or a block when the cursor opens one.
+
+    With `score_every` n, only every nth request is measured and scored; the others only lead up to it.
+    """
     latencies: dict[str, list[float]] = {"single_line": [], "block": []}
     exact, similarity = [], []
-    for relative, number, line in lines:
+    for index, (relative, number, line) in enumerate(lines, start=1):
         text = (session.root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
         indent = len(line) - len(line.lstrip())
         prefix = "".join(text[:number]) + line[:indent]
         uri = session.open(relative, prefix)
         started = time.perf_counter()
         inserted = await session.complete(uri, number, indent)
+        if index % score_every:
+            continue
         latencies["block" if opens_block(prefix) else "single_line"].append(time.perf_counter() - started)
         expected = line.strip()
         got = inserted.split("\n", 1)[0].strip()
@@ -173,34 +180,6 @@ def next_lines(root: Path, lines: list[tuple[str, int, str]]) -> list[tuple[str,
         if below is not None:
             pairs += [(relative, number, line), (relative, below, text[below])]
     return pairs
-
-
-async def next_line(session: Session, pairs: list[tuple[str, int, str]]) -> dict[str, object]:
-    """Writing on: a line's request (cursor at its indentation), then, with that line written out, the
-    next line's, as after pressing Enter. Only the next lines' requests count; retrieval keeps the
-    snippets that are still candidates and the prefix keeps its start, so the model's KV cache covers
-    the prompt up to the line just written."""
-    latencies: dict[str, list[float]] = {"single_line": [], "block": []}
-    exact, similarity = [], []
-    for index, (relative, number, line) in enumerate(pairs):
-        text = (session.root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
-        indent = len(line) - len(line.lstrip())
-        prefix = "".join(text[:number]) + line[:indent]
-        uri = session.open(relative, prefix)
-        started = time.perf_counter()
-        inserted = await session.complete(uri, number, indent)
-        if index % 2:
-            kind = "block" if opens_block(prefix) else "single_line"
-            latencies[kind].append(time.perf_counter() - started)
-            got = inserted.split("\n", 1)[0].strip()
-            exact.append(got == line.strip())
-            similarity.append(Levenshtein.normalized_similarity(got, line.strip()))
-    return {
-        "latency": summary(latencies["single_line"]),
-        "block_latency": summary(latencies["block"]),
-        "exact_match": round(100 * sum(exact) / len(exact), 1),
-        "edit_similarity": round(100 * statistics.mean(similarity), 1),
-    }
 
 
 def hover_targets(root: Path, count: int) -> list[tuple[str, int, int]]:
@@ -249,7 +228,10 @@ async def run(
     pairs = next_lines(root, sample)
     session.configure({"repolm": {"explain": {"enabled": False}, "completion": {"cacheSize": 0}}})
     result["next_line_by_jump"] = await completions(session, pairs[1::2])
-    result["next_line_after_writing"] = await next_line(session, pairs)
+    # After writing: each line's request, then the next line's with that line written out, as after
+    # pressing Enter. The snippets still among the candidates are kept and the prefix keeps its start,
+    # so the model's KV cache covers the prompt up to the line just written.
+    result["next_line_after_writing"] = await completions(session, pairs, score_every=2)
     # The same requests decoded one token per forward pass: what prompt-lookup drafting saves.
     session.configure({"repolm": {"explain": {"enabled": False}, "draftTokens": 0}})
     result["with_retrieval_without_drafts"] = await completions(session, sample)
