@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("bench/results/index.json"))
     args = parser.parse_args()
-    embedder = Embedder()
+    embedder = Embedder.from_config(Config().index)  # the settings `repolm index` embeds chunks with
     report: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "corpora": {},

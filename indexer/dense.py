@@ -35,11 +35,18 @@ def embedded_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+_DEFAULTS = IndexConfig()  # one source for the defaults: vectors are cached under the token cap they used
+
+
 class Embedder:
     """A sentence-transformers model loaded from a local folder, never from a hub."""
 
     def __init__(
-        self, model_path: str = "", max_tokens: int = 128, batch_size: int = 16, threads: int = 2
+        self,
+        model_path: str = "",
+        max_tokens: int = _DEFAULTS.embedding_max_tokens,
+        batch_size: int = _DEFAULTS.embedding_batch_size,
+        threads: int = _DEFAULTS.embedding_threads,
     ) -> None:
         self.path = Path(model_path).expanduser() if model_path else embedded_model_path()
         if not (self.path / "modules.json").exists() and not (self.path / "config.json").exists():
