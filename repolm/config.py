@@ -56,8 +56,9 @@ class IndexConfig:
     # Small batches keep MiniLM's activations in the CPU caches: 16 beat 64 (bench/bench_embedding.py).
     embedding_batch_size: int = 16
     embedding_threads: int = 2  # Python threads sharing the embedder; see Embedder.encode
-    # The signature, docstring and first lines: most of the signal, at CPU speed. 96 instead of 128 cut
-    # Django's full index from 353 to 263 s for 0.3 points of hybrid Recall@5 (docs/BENCHMARKS.md).
+    # The signature, docstring and first lines: most of the signal, at CPU speed. 96 instead of 128:
+    # Django's full index 353 -> 263 s (two runs), hybrid Recall@5 -0.3 points on Django and -1.5 on
+    # requests (docs/BENCHMARKS.md).
     embedding_max_tokens: int = 96
 
 
