@@ -278,6 +278,10 @@ def verify(text: str, sources: Sequence[Document]) -> Verified:
 # The explainer
 
 
+def explain_question(symbol: Symbol) -> str:
+    return f"What does {symbol.kind} {symbol.qualname} do, and how is it used?"
+
+
 class Explainer:
     """Cards and explanations, with explanations cached per (context, symbol): hovering twice is free."""
 
@@ -322,9 +326,8 @@ class Explainer:
             )
             return Explanation(card, text, (), timings=timings)
         mark = time.perf_counter()
-        question = f"What does {symbol.kind} {symbol.qualname} do, and how is it used?"
         prompt = build_prompt(
-            PromptRequest("explain", sources, question=question, path=path),
+            PromptRequest("explain", sources, question=explain_question(symbol), path=path),
             self.model.tokenizer,
             self.config.explain_budget,
         )
@@ -334,6 +337,7 @@ class Explainer:
             max_new_tokens=self.config.explain_max_tokens,
             cancel=cancel,
             draft_tokens=self.config.draft_tokens,
+            int8=self.config.explain_int8,
         )
         timings["generate"] = time.perf_counter() - mark
         verified = verify(generation.text, prompt.documents)

@@ -27,7 +27,12 @@ _SERVE_GROUPS = {
         "snippets": "completion_snippets",
         "cacheSize": "completion_cache_size",
     },
-    "explain": {"enabled": "explain_enabled", "maxTokens": "explain_max_tokens", "budget": "explain_budget"},
+    "explain": {
+        "enabled": "explain_enabled",
+        "maxTokens": "explain_max_tokens",
+        "budget": "explain_budget",
+        "int8": "explain_int8",
+    },
 }
 _SERVE_TOP = {
     "model": "model",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from repolm.int8 import NARROW_ROWS, DualLinear
 from repolm.model import (
     DEFAULT_BASE,
     LoadedModel,
@@ -256,3 +257,32 @@ def test_adapters_are_served_merged_and_swapped(tmp_path: Path) -> None:
     served.set_adapter(tmp_path / "adapter")
     served.set_adapter(tmp_path / "adapter")  # a new version replaces the old one: no merge on top
     assert torch.allclose(logits(served.model, ids), adapted)
+
+
+def test_int8_decoding_runs_narrow_passes_on_the_copies() -> None:
+    loaded = load_model(device="cpu", dtype=torch.bfloat16)
+    with loaded.lock:
+        switch = loaded.int8_switch()
+    assert switch is not None
+    prompt = "COLUMNS = ['name', 'email', 'created_at', 'updated_at', 'owner_id']\n\n\ndef header():\n"
+    prompt += "    return ['name', 'email',"
+    ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    passes: list[tuple[int, bool]] = []  # (tokens fed, copies switched on)
+
+    def record(_module: object, _args: object, kwargs: dict[str, torch.Tensor]) -> None:
+        passes.append((kwargs["input_ids"].shape[1], switch.enabled))
+
+    with switch.on():
+        reference = transformers_greedy(loaded, ids, 16)  # one token per pass after the prefill
+    handle = loaded.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        result = generate(loaded, ids, max_new_tokens=16, draft_tokens=8, int8=True)
+    finally:
+        handle.remove()
+    assert result.tokens == reference
+    assert passes[0] == (len(ids), True)  # the prefill: too wide for the kernel, it runs on bf16
+    assert all(on and 1 <= width <= NARROW_ROWS for width, on in passes[1:])
+    assert any(width > 1 for width, _ in passes[1:])  # drafts, cut to fit the narrow passes
+    assert not switch.enabled
+    loaded.set_adapter(None)  # fresh weights: the copies are made again on the next use
+    assert not any(isinstance(m, DualLinear) for m in loaded.model.modules())
