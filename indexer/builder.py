@@ -158,7 +158,9 @@ def _update(
     summary.redactions = sum(p.redactions for p in parsed)
     summary.syntax_error_files = sum(1 for p in parsed if p.parsed.syntax_errors)
 
-    if parsed or gone or current == 0:
+    changed = bool(parsed or gone or current == 0)
+    new_chunks: list[StoredChunk] = []
+    if changed:
         with clock("graph"), store.transaction():
             store.remove_file_versions(generation, [row.id for row in gone])
             new_ids = [
@@ -176,9 +178,13 @@ def _update(
                 for p in parsed
             ]
         new_chunks = list(store.chunks_of_files(new_ids))
-        with clock("embedding"):
-            embedder = embedder or Embedder.from_config(config.index)
-            summary.embedded = _embed_missing(store, embedder, new_chunks, report)
+    with clock("embedding"):
+        # Every chunk of the generation without a vector from this embedder: the new chunks, and all of
+        # them once the embedding model or its token cap changed, even when no file did.
+        embedder = embedder or Embedder.from_config(config.index)
+        missing = store.chunks_without_vector(generation if changed else current, embedder.name)
+        summary.embedded = _embed_missing(store, embedder, missing, report)
+    if changed:
         with clock("lexical"):
             writer = LexicalWriter(store.path, generation, current if current else None)
             writer.delete_files(row.id for row in gone)
@@ -237,12 +243,7 @@ def _parse_one(root: Path, item: FoundFile, config: Config, found: Discovery) ->
 
 
 def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], report: Progress) -> int:
-    cached = store.cached_hashes(embedder.name)
-    todo: dict[str, str] = {}
-    for stored in chunks:
-        key = stored.chunk.hash
-        if key not in cached and key not in todo:
-            todo[key] = stored.chunk.embedding_text
+    todo = {stored.chunk.hash: stored.chunk.embedding_text for stored in chunks}  # one per content
     # Similar lengths side by side: each batch is padded to its longest text, so this saves work.
     keys = sorted(todo, key=lambda key: len(todo[key]))
     step = 2048  # commit to the cache in slices (~15 s of CPU work): a killed run keeps what it embedded

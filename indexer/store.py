@@ -261,6 +261,11 @@ class Store:
     def alive_chunks(self, generation: int) -> Iterator[StoredChunk]:
         yield from self._chunk_rows(alive("f", generation), [])
 
+    def chunks_without_vector(self, generation: int, model: str) -> list[StoredChunk]:
+        """Chunks alive in `generation` whose content has no vector under `model` yet."""
+        missing = "NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = c.hash)"
+        return list(self._chunk_rows(f"{alive('f', generation)} AND {missing}", [model]))
+
     def chunks_by_id(self, chunk_ids: list[int]) -> dict[int, StoredChunk]:
         found: dict[int, StoredChunk] = {}
         for start in range(0, len(chunk_ids), 500):
@@ -279,9 +284,6 @@ class Store:
             yield StoredChunk(row[0], row[1], Chunk(*row[2:]))
 
     # -- embeddings cache --------------------------------------------------------------------------
-
-    def cached_hashes(self, model: str) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT hash FROM embeddings WHERE model = ?", (model,))}
 
     def cache_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
         rows = [(model, h, v.astype(np.float32).tobytes()) for h, v in zip(hashes, vectors, strict=True)]

@@ -137,6 +137,20 @@ def test_incremental_edit_add_delete_rename(tmp_path: Path, embedder) -> None:
     assert "shop/cart.py" not in dense_paths and "shop/basket.py" in dense_paths
 
 
+def test_a_new_embedding_cap_reembeds_every_chunk_without_file_changes(tmp_path: Path, embedder) -> None:
+    write_tree(tmp_path, REPO)
+    first = build(tmp_path, embedder)
+    recapped = Embedder(str(embedder.path), max_tokens=embedder.max_tokens // 2)
+    assert recapped.name != embedder.name  # vectors are cached per model and cap
+    summary = build(tmp_path, recapped)
+    assert summary.reparsed == 0 and summary.generation == first.generation  # no file changed
+    assert summary.embedded == first.embedded  # every distinct chunk, once
+    assert build(tmp_path, recapped).embedded == 0
+    index = Index.open(tmp_path, Config(), embedder=recapped)
+    assert len(index.dense) == index.chunk_count
+    assert "shop/cart.py" in {h.chunk.path for h in index.search("shopping cart", mode="dense", k=3)}
+
+
 def test_readers_keep_their_generation(tmp_path: Path, embedder) -> None:
     write_tree(tmp_path, REPO)
     build(tmp_path, embedder)
