@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 from contextlib import nullcontext
@@ -26,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import hover_targets
-from corpora import CORPORA, fresh_copy
+from corpora import CORPORA, indexed_copy
 from repolm.server.engine import Engine
 from repolm.server.explain import explain_question
-from report import write_report
+from report import machine, write_report
 
 from repolm.attention import kv_cache
 from repolm.config import load_config
@@ -56,7 +53,7 @@ def replay(loaded: LoadedModel, prompt: list[int], tokens: list[int], int8: bool
 
 def measure(root: Path, symbols: int) -> dict[str, object]:
     config = load_config(root)
-    serve = dataclasses.replace(config.serve, explain_int8=False)
+    serve = dataclasses.replace(config.serve, int8_decoding=False)
     engine = Engine(root, dataclasses.replace(config, serve=serve))
     loaded = engine.model()
     positions, agreed_int8, agreed_bf16, whole = 0, 0, 0, 0
@@ -97,15 +94,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/int8.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
-        root = fresh_copy(args.corpus, Path(scratch) / args.corpus)
-        command = [sys.executable, "-m", "repolm.cli", "index", str(root), "--json"]
-        subprocess.run(command, check=True, capture_output=True)
+        root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
         result = measure(root, args.symbols)
-    report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "corpus": CORPORA[args.corpus],
-        **result,
-    }
+    report = {"machine": machine(), "corpus": CORPORA[args.corpus], **result}
     write_report(report, args.out)
 
 

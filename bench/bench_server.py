@@ -8,22 +8,19 @@ cold start to the first answer; completion latency (textDocument/inlineCompletio
 sampled line, cursor after the line's indentation, the document cut at the cursor so nothing after it
 is visible) with and without retrieval, single-line requests apart from those where the cursor opens
 a block (the server then writes the block); the same lines typed a few characters at a time; the line
-below each, reached by a jump and after writing the line above it; exact
-match and edit similarity of the completed line against the real one; hover latency with the symbol
-card alone and with the model's explanation (as served, on int8 weight copies, and on the bf16 weights,
-the two taking turns over the same symbols); the server's resident memory. Figures are medians and
-95th percentiles of this run.
+below each, reached by a jump and after writing the line above it; new lines and typing again with
+every decoding pass on the bf16 weights (`int8Decoding` off); exact match and edit similarity of the
+completed line against the real one; hover latency with the symbol card alone and with the model's
+explanation (as served, on int8 weight copies, and on the bf16 weights, the two taking turns over the
+same symbols); the server's resident memory. Figures are medians and 95th percentiles of this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +31,9 @@ from pygls.lsp.client import LanguageClient
 from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import CORPORA, fresh_copy
+from corpora import CORPORA, indexed_copy
 from repolm.server.completion import opens_block
-from report import write_report
+from report import machine, write_report
 
 
 def sample_lines(root: Path, count: int, seed: int = 0) -> list[tuple[str, int, str]]:
@@ -253,6 +250,12 @@ async def run(
     # The same requests decoded one token per forward pass: what prompt-lookup drafting saves.
     session.configure({"repolm": {"explain": {"enabled": False}, "draftTokens": 0}})
     result["with_retrieval_without_drafts"] = await completions(session, sample)
+    # The same requests, and the typing, with every pass on the bf16 weights instead of int8 copies.
+    on_bf16 = {"explain": {"enabled": False}, "int8Decoding": False}
+    session.configure({"repolm": on_bf16})
+    result["with_retrieval_on_bf16"] = await completions(session, sample)
+    session.configure({"repolm": on_bf16 | {"completion": {"cacheSize": 0}}})
+    result["typing_on_bf16"] = await typing(session, sample, keystrokes)
     if adapter is not None:  # a trained LoRA adapter, served merged into the base weights
         session.configure({"repolm": {"explain": {"enabled": False}, "adapter": str(adapter.resolve())}})
         await session.complete(uri, first_line, indent)  # the swap happens here, outside the clock
@@ -264,7 +267,7 @@ async def run(
     # Explanations as served (passes after the prefill on int8 weight copies) and on the bf16 weights.
     arms = {
         "hover_with_explanation": {"repolm": {"explain": {"enabled": True}}},
-        "hover_with_explanation_on_bf16": {"repolm": {"explain": {"enabled": True, "int8": False}}},
+        "hover_with_explanation_on_bf16": {"repolm": {"explain": {"enabled": True}, "int8Decoding": False}},
     }
     result.update(await explanations(session, targets[symbols:], arms))
     server_pid = session.client._server.pid  # the child process started by start_io
@@ -288,18 +291,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
-        root = fresh_copy(args.corpus, Path(scratch) / args.corpus)
-        subprocess.run(
-            [sys.executable, "-m", "repolm.cli", "index", str(root), "--json"],
-            check=True,
-            capture_output=True,
-        )
+        root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
         result = asyncio.run(run(root, args.lines, args.symbols, args.keystrokes, args.adapter))
-    report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "corpus": CORPORA[args.corpus],
-        **result,
-    }
+    report = {"machine": machine(), "corpus": CORPORA[args.corpus], **result}
     write_report(report, args.out)
 
 

@@ -56,6 +56,14 @@ def fresh_copy(name: str, destination: Path) -> Path:
     return destination
 
 
+def indexed_copy(name: str, destination: Path) -> Path:
+    """A fresh copy of a corpus, indexed by `repolm index` as a user would run it."""
+    root = fresh_copy(name, destination)
+    command = [sys.executable, "-m", "repolm.cli", "index", str(root), "--json"]
+    subprocess.run(command, check=True, capture_output=True)
+    return root
+
+
 def _single_child(folder: Path) -> Path:
     children = [p for p in folder.iterdir() if p.is_dir()]
     return children[0] if len(children) == 1 else folder

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def write_report(report: dict[str, object], out: Path) -> None:

@@ -3,9 +3,9 @@
 A decoding pass over one to a few tokens is bound by reading the weights, and torch's weight-only
 int8 kernel (`_weight_int8pack_mm`) reads half the bytes of bf16. It loses to bf16 from about five rows
 on, so prefill and wide draft passes keep the bf16 weights: each layer keeps both, and a switch shared
-by the model's layers says whether narrow passes may take the int8 copy. Generation turns it on only
-when every pass after the prefill is narrow (see `repolm.model.generate`), so one generation never mixes
-the two roundings in its decoded tokens.
+by the model's layers says whether narrow passes may take the int8 copy. Generation turns it on with
+drafts cut to fit (see `repolm.model.generate`), so every pass after the prefill of one generation
+takes the same rounding.
 """
 
 from __future__ import annotations

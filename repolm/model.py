@@ -472,9 +472,11 @@ def generate(
     The first pass's draft is what the previous generation decoded after this same context, if the
     prompt is a prefix of it: a keystroke that follows the suggestion is then verified in one pass.
 
-    `int8`: passes after the prefill run on the model's int8 weight copies where the hardware has a
-    kernel for them (`repolm.int8`); drafts are then cut to fit those narrow passes. Prose rarely
-    accepts a draft, so explanations gain most: each single-token pass reads half the bytes.
+    `int8`: passes after the first run on the model's int8 weight copies where the hardware has a
+    kernel for them (`repolm.int8`), reading half the bytes of bf16; prompt-lookup drafts are then
+    cut to fit those narrow passes. The first pass, the prefill with the previous generation's
+    continuation as its draft, stays as wide as it is, on bf16. Explanations gain most: prose rarely
+    accepts a draft, so nearly every token is a pass of its own.
     """
     stop = stop or StopRules()
     vocab = vocab_of(loaded.tokenizer)
@@ -484,10 +486,9 @@ def generate(
     started = time.perf_counter()
     with loaded.lock, torch.inference_mode(), contextlib.ExitStack() as narrow:
         switch = loaded.int8_switch() if int8 else None
-        widest_draft = max_new_tokens
         if switch is not None:
             narrow.enter_context(switch.on())
-            widest_draft = draft_tokens = min(draft_tokens, NARROW_ROWS - 1)
+            draft_tokens = min(draft_tokens, NARROW_ROWS - 1)
         lookup = (
             PromptLookupCandidateGenerator(
                 num_output_tokens=draft_tokens,
@@ -513,7 +514,7 @@ def generate(
             if _is_cancelled(cancel):
                 reason = "cancelled"
                 break
-            room = min(max_new_tokens - len(tokens) - 1, widest_draft)
+            room = max_new_tokens - len(tokens) - 1
             if tokens:
                 draft = _draft(lookup, fed + feed, room)
             else:

@@ -143,7 +143,7 @@ def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
             prompt.input_ids,
             max_new_tokens=config.explain_max_tokens,
             draft_tokens=config.draft_tokens,
-            int8=config.explain_int8,
+            int8=config.int8_decoding,
         )
         text = verify(generation.text, prompt.documents).text.strip()
         cited = any(f"{d.path}:{d.start_line}" in text for d in prompt.documents)

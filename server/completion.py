@@ -303,6 +303,7 @@ class Completer:
             cancel=cancel,
             healed=prompt.healed,
             draft_tokens=self.config.draft_tokens,
+            int8=self.config.int8_decoding,
         )
         timings["generate"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started

@@ -337,7 +337,7 @@ class Explainer:
             max_new_tokens=self.config.explain_max_tokens,
             cancel=cancel,
             draft_tokens=self.config.draft_tokens,
-            int8=self.config.explain_int8,
+            int8=self.config.int8_decoding,
         )
         timings["generate"] = time.perf_counter() - mark
         verified = verify(generation.text, prompt.documents)

@@ -27,18 +27,14 @@ _SERVE_GROUPS = {
         "snippets": "completion_snippets",
         "cacheSize": "completion_cache_size",
     },
-    "explain": {
-        "enabled": "explain_enabled",
-        "maxTokens": "explain_max_tokens",
-        "budget": "explain_budget",
-        "int8": "explain_int8",
-    },
+    "explain": {"enabled": "explain_enabled", "maxTokens": "explain_max_tokens", "budget": "explain_budget"},
 }
 _SERVE_TOP = {
     "model": "model",
     "adapter": "adapter",
     "maxDocumentBytes": "max_document_bytes",
     "draftTokens": "draft_tokens",
+    "int8Decoding": "int8_decoding",
 }
 
 

@@ -284,5 +284,9 @@ def test_int8_decoding_runs_narrow_passes_on_the_copies() -> None:
     assert all(on and 1 <= width <= NARROW_ROWS for width, on in passes[1:])
     assert any(width > 1 for width, _ in passes[1:])  # drafts, cut to fit the narrow passes
     assert not switch.enabled
+    # Typing the suggestion's first two tokens: the first pass carries the rest of it, however wide.
+    with counted_passes(loaded.model) as typed_passes:
+        rest = generate(loaded, ids + result.tokens[:2], max_new_tokens=8, draft_tokens=8, int8=True)
+    assert typed_passes[0] == 1 and rest.tokens == result.tokens[2:10]
     loaded.set_adapter(None)  # fresh weights: the copies are made again on the next use
     assert not any(isinstance(m, DualLinear) for m in loaded.model.modules())
