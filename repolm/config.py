@@ -92,9 +92,9 @@ class ServeConfig:
     # Prompt-lookup draft length for completions and explanations (0: none); see repolm.model.generate.
     # On the CPU one forward pass over 8 tokens costs what a pass over 1 does.
     draft_tokens: int = 8
-    # Passes after the prefill run on int8 copies of the weights where the CPU has the kernel, drafts
-    # then cut to 3 tokens (repolm.int8): explanations 0.61x and the typing p95 faster than bf16,
-    # for 135 MB more memory once the first request asks.
+    # Passes after the first read int8 copies of the weights where the CPU has the kernel, drafts then
+    # cut to 3 tokens (repolm.int8): explanation p50 and typing p95 0.62x of bf16's in one run, for
+    # 135 MB more memory once the first request asks.
     int8_decoding: bool = True
 
 

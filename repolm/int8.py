@@ -4,7 +4,7 @@ A decoding pass over one to a few tokens is bound by reading the weights, and to
 int8 kernel (`_weight_int8pack_mm`) reads half the bytes of bf16. It loses to bf16 from about five rows
 on, so prefill and wide draft passes keep the bf16 weights: each layer keeps both, and a switch shared
 by the model's layers says whether narrow passes may take the int8 copy. Generation turns it on with
-drafts cut to fit (see `repolm.model.generate`), so every pass after the prefill of one generation
+drafts cut to fit (see `repolm.model.generate`), so every pass of one generation after its first
 takes the same rounding.
 """
 
@@ -28,8 +28,8 @@ class Int8Switch:
     enabled: bool = False
 
     @contextlib.contextmanager
-    def on(self, wanted: bool = True) -> Iterator[None]:
-        previous, self.enabled = self.enabled, wanted
+    def on(self) -> Iterator[None]:
+        previous, self.enabled = self.enabled, True
         try:
             yield
         finally:
