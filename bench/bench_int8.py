@@ -7,22 +7,25 @@ explanation prompt for it is decoded greedily on the bf16 weights, one token per
 are then fed one per pass through the int8 copies (`repolm.int8`), as explanations are served. Figures:
 the share of positions where int8's greedy choice is bf16's token, the share of explanations whose every
 token agrees, and the mean log-probability of bf16's tokens under each. A bf16 replay of the same tokens
-checks the harness: it must agree at every position.
+checks the harness: it must agree at every position. Also what making the copies costs: seconds, int8
+values, and the process's resident memory before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import tempfile
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import hover_targets
+from bench_server import hover_targets, resident_mib
 from corpora import CORPORA, indexed_copy
 from repolm.server.engine import Engine
 from repolm.server.explain import explain_question
@@ -56,6 +59,16 @@ def measure(root: Path, symbols: int) -> dict[str, object]:
     serve = dataclasses.replace(config.serve, int8_decoding=False)
     engine = Engine(root, dataclasses.replace(config, serve=serve))
     loaded = engine.model()
+    before = resident_mib(os.getpid())
+    started = time.perf_counter()
+    with loaded.lock:
+        loaded.int8_switch()
+    copies = {
+        "seconds": round(time.perf_counter() - started, 3),
+        "int8_values": sum(b.numel() for name, b in loaded.model.named_buffers() if name.endswith(".rows")),
+        "resident_mib_before": before,
+        "resident_mib_after": resident_mib(os.getpid()),
+    }
     positions, agreed_int8, agreed_bf16, whole = 0, 0, 0, 0
     logprob_int8, logprob_bf16 = 0.0, 0.0
     for relative, number, column in hover_targets(root, symbols):
@@ -77,6 +90,7 @@ def measure(root: Path, symbols: int) -> dict[str, object]:
         logprob_bf16 += bf16
         logprob_int8 += int8
     return {
+        "copies": copies,
         "explanations": symbols,
         "tokens": positions,
         "bf16_replay_agreement": round(agreed_bf16 / positions, 4),
