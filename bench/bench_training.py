@@ -77,13 +77,13 @@ def main() -> int:
         return 0
     plain = train(repo, "plain", args.profile, args.steps, plain=True)
     adapters = repo / ".repolm" / "adapters"
-    evaluation_file = out.parent / "training_eval.json"
+    evaluation_file = out.with_name(f"{out.stem}_eval.json")  # training.json: training_eval.json
     started = time.perf_counter()
     repolm(
         "eval", "--repo", str(repo), "--arms", *ARMS, "--limit", str(args.limit), "--explain", "0",
         "--threads", str(args.threads), "--seed", str(args.seed),
         "--adapter", f"raft={adapters / 'raft'}", "--adapter", f"plain={adapters / 'plain'}",
-        "--json", str(evaluation_file), "--report", str(out.parent / "training_report"),
+        "--json", str(evaluation_file), "--report", str(out.with_name(f"{out.stem}_report")),
     )  # fmt: skip
     eval_seconds = time.perf_counter() - started
     evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
@@ -92,6 +92,7 @@ def main() -> int:
         model: {arm: evaluation["models"][model]["arms"][arm]["exact_match"] for arm in ARMS}
         | {f"{arm}_edit_similarity": evaluation["models"][model]["arms"][arm]["edit_similarity"]["mean"]
            for arm in ARMS}
+        | {f"{arm}_empty": evaluation["models"][model]["arms"][arm]["empty"] for arm in ARMS}
         for model in MODELS
     }  # fmt: skip
     result = {
@@ -117,7 +118,8 @@ def main() -> int:
     for model in MODELS:
         cells = [f"{table[model][arm]['mean']:.3f} [{table[model][arm]['ci_low']:.3f}, "
                  f"{table[model][arm]['ci_high']:.3f}]" for arm in ARMS]  # fmt: skip
-        print(f"{model:>6}  in-file {cells[0]}  hybrid {cells[1]}")
+        empty = [table[model][f"{arm}_empty"] for arm in ARMS]
+        print(f"{model:>6}  in-file {cells[0]}  hybrid {cells[1]}  empty lines {empty[0]} / {empty[1]}")
     base, raft_em, plain_em = (table[m]["hybrid"]["mean"] for m in ("base", "raft", "plain"))
     ratio = raft_em / base if base else None
     print(f"RAFT/base hybrid EM {ratio} (goal ≥ 1.15);"

@@ -271,6 +271,8 @@ def test_repolm_eval_end_to_end(tmp_path: Path, capsys) -> None:
             stats = summary[score]
             assert 0.0 <= stats["ci_low"] <= stats["mean"] <= stats["ci_high"] <= 1.0
         assert summary["latency_ms"]["p50"] > 0
+        predictions = [record["models"]["base"][arm]["prediction"] for record in result["records"]]
+        assert summary["empty"] == sum(not prediction.strip() for prediction in predictions)
     assert set(base["arms"]["hybrid"]["retrieval"]) == {"n", "acc@1", "acc@5", "mrr"}
     assert base["arms"]["in_file"]["retrieval"] is None
     assert result["gate"] == {"base": base["arms"]["hybrid"]["exact_match"]["mean"]}

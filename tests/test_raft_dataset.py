@@ -114,7 +114,24 @@ def test_prompts_are_the_serving_prompts(built):
         request = PromptRequest("complete", documents, prefix=example.prefix, path=example.path)
         prompt = build_prompt(request, tokenizer, CONFIG.completion_budget)
         assert prompt.text == example.prompt
-        assert example.completion == prompt.healed + example.answer + "\n"
+        assert example.completion.startswith(prompt.healed + example.answer + "\n")
+
+
+def test_completions_end_on_the_newline_token_the_file_has(built):
+    """The answer's closing newline is the token the file's own tokenization has there (a newline merged
+    with the next line's indentation), not a bare newline that code contains only at a file's end."""
+    _, tokenizer, examples, _, root = built
+    merged = 0
+    for example in [e for e in examples if e.task == "complete"]:
+        answered = example.completion.rsplit(example.answer, 1)
+        end = answered[-1]
+        assert len(answered) == 2 and end.startswith("\n") and not end.strip(), repr(end)
+        text = (root / example.path).read_text()
+        assert example.answer + end in text, (example.path, example.line)
+        ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids[-1:]) == end
+        merged += end != "\n"
+    assert merged >= 10
 
 
 def test_plan_examples_target_paths_that_reach_the_answers(built):

@@ -160,6 +160,8 @@ def summarize_arm(arm: str, targets: Sequence[Target], outcomes: Sequence[Outcom
     summary: dict[str, object] = {"n": len(outcomes)}
     for name in ("exact_match", "edit_similarity", "identifier_f1"):
         summary[name] = metrics.bootstrap([getattr(o, name) for o in outcomes], seed).to_json()
+    # Targets where the model ended the line at once: the editor shows nothing there.
+    summary["empty"] = sum(1 for o in outcomes if not o.prediction.strip())
     summary["retrieval"] = None
     if arm in RETRIEVAL_ARMS:
         ranks = [o.rank for o, t in zip(outcomes, targets, strict=True) if t.oracle_chunks]
