@@ -119,7 +119,8 @@ def test_prompts_are_the_serving_prompts(built):
 
 def test_completions_end_on_the_newline_token_the_file_has(built):
     """The answer's closing newline is the token the file's own tokenization has there (a newline merged
-    with the next line's indentation), not a bare newline that code contains only at a file's end."""
+    with the next line's indentation), not a bare newline, which code has only before an unindented
+    line or at a file's end."""
     _, tokenizer, examples, _, root = built
     merged = 0
     for example in [e for e in examples if e.task == "complete"]:

@@ -395,11 +395,12 @@ def line_end(tokenizer: Any, answer: str, following: str) -> str:
     """The newline after `answer` as the file's own tokenization spells it.
 
     Byte-level tokenizers merge a newline with the next line's indentation ("\n       " before " for"),
-    so a bare "\n" token appears in code only at the end of a file. Completions that ended in one taught
-    the model to open lines with it: at a cursor on an indented line, greedy decoding then spelled the
-    indentation out a space at a time and drifted (9 of 150 evaluation lines came out empty against the
-    base model's 0). So the answer ends with the token that holds the newline when the following lines
-    are tokenized with it; alone at the end of the completion, that whitespace run tokenizes the same.
+    so in code a bare "\n" token comes only before an unindented line or at the end of the file.
+    Completions that all ended in one taught the model to open indented lines with it: at such a cursor,
+    greedy decoding then spelled the indentation out a space at a time and drifted (9 of 150 evaluation
+    lines came out empty against the base model's 0). So the answer ends with the token that holds the
+    newline when the following lines are tokenized with it; alone at the end of the completion, that
+    whitespace run tokenizes the same.
     """
     sample = f"{answer}\n{following}"
     offsets = tokenizer(sample, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
