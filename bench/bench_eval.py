@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import fresh_copy
+from report import machine
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("in_file", "bm25", "dense", "hybrid", "oracle")
@@ -54,7 +54,7 @@ def main() -> int:
         "corpus": args.corpus,
         "command": " ".join(["python", "bench/bench_eval.py", *sys.argv[1:]]),
         "wall_seconds": round(wall, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": machine(),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     base = result["models"]["base"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import fresh_copy
+from report import machine
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -88,7 +88,7 @@ def main() -> int:
     result = {
         "command": " ".join(["python", "bench/bench_graph.py", *sys.argv[1:]]),
         "corpus": args.corpus,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": machine(),
         "graph": {"nodes": nodes, "edges": edges, "build_seconds_median": round(build_seconds, 3)},
         "planner": {"dataset": planner["dataset"], "train": planner["train"],
                     "wall_seconds": round(train_seconds, 1)},

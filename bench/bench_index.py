@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from corpora import CORPORA, fresh_copy
 from repolm.indexer.builder import update_index
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index
-from report import write_report
+from report import machine, write_report
 
 from repolm.config import Config
 
@@ -189,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = Embedder.from_config(Config().index)  # the settings `repolm index` embeds chunks with
     report: dict[str, object] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": machine(),
         "corpora": {},
     }
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import fresh_copy
+from report import machine
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("in_file", "hybrid")
@@ -62,14 +62,13 @@ def main() -> int:
     args = parser.parse_args()
     out = args.out or HERE / "results" / ("training_throughput.json" if args.train_only else "training.json")
     command = " ".join(["python", "bench/bench_training.py", *sys.argv[1:]])
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
 
     repo = fresh_copy(args.corpus, HERE / ".cache" / f"train-{args.corpus}")
     repolm("index", str(repo))
     raft = train(repo, "raft", args.profile, args.steps, plain=False)
     if args.train_only:
         run = raft["train"]
-        result = {"command": command, "corpus": args.corpus, "machine": machine, "dataset": raft["dataset"],
+        result = {"command": command, "corpus": args.corpus, "machine": machine(), "dataset": raft["dataset"],
                   "train": run, "wall_seconds": raft["wall_seconds"]}  # fmt: skip
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"{run['steps']} steps, {run['train_tokens']} tokens in {run['seconds']} s:"
@@ -98,7 +97,7 @@ def main() -> int:
     result = {
         "command": command,
         "corpus": args.corpus,
-        "machine": machine,
+        "machine": machine(),
         "dataset": raft["dataset"],
         "train": {"raft": raft["train"], "plain": plain["train"]},
         "train_wall_seconds": {"raft": raft["wall_seconds"], "plain": plain["wall_seconds"]},
