@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import indexed_copy
+from corpora import indexed_copy, repolm
 from repolm.training.metrics import bootstrap
 from report import machine, write_report
 
@@ -32,12 +30,11 @@ METRICS = ("exact_match", "edit_similarity", "identifier_f1")
 def evaluate(repo: Path, budget: int, args: argparse.Namespace, out: Path) -> dict:
     """`repolm eval` with the completion budget set in the repository's `repolm.toml`."""
     (repo / "repolm.toml").write_text(f"[serve]\ncompletion_budget = {budget}\n", encoding="utf-8")
-    command = [
-        sys.executable, "-m", "repolm.cli", "eval", "--repo", str(repo), "--arms", *ARMS,
-        "--limit", str(args.limit), "--explain", "0", "--graph", "0", "--threads", str(args.threads),
-        "--json", str(out), "--report", str(out.with_suffix("")),
-    ]  # fmt: skip
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    repolm(
+        "eval", "--repo", str(repo), "--arms", *ARMS, "--limit", str(args.limit), "--explain", "0",
+        "--graph", "0", "--threads", str(args.threads), "--json", str(out),
+        "--report", str(out.with_suffix("")),
+    )  # fmt: skip
     return json.loads(out.read_text(encoding="utf-8"))
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import fresh_copy
+from corpora import fresh_copy, repolm
 from report import machine
 
 HERE = Path(__file__).resolve().parent
@@ -40,13 +38,12 @@ def main() -> int:
     args = parser.parse_args()
 
     repo = fresh_copy(args.corpus, HERE / ".cache" / f"eval-{args.corpus}")
-    command = [
-        sys.executable, "-m", "repolm.cli", "eval", "--repo", str(repo), "--arms", *ARMS,
-        "--limit", str(args.limit), "--explain", str(args.explain), "--threads", str(args.threads),
-        "--seed", str(args.seed), "--json", str(args.out), "--report", str(args.out.parent / "eval_report"),
-    ]  # fmt: skip
     started = time.perf_counter()
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    repolm(
+        "eval", "--repo", str(repo), "--arms", *ARMS, "--limit", str(args.limit),
+        "--explain", str(args.explain), "--threads", str(args.threads), "--seed", str(args.seed),
+        "--json", str(args.out), "--report", str(args.out.parent / "eval_report"),
+    )  # fmt: skip
     wall = time.perf_counter() - started
 
     result = json.loads(args.out.read_text(encoding="utf-8"))

@@ -14,24 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpora import fresh_copy
+from corpora import fresh_copy, repolm
 from report import machine
 
 HERE = Path(__file__).resolve().parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 ASK = "What calls Session.request?"
-
-
-def repolm(*arguments: str) -> str:
-    command = [sys.executable, "-m", "repolm.cli", *arguments]
-    return subprocess.run(command, check=True, env=ENV, stdout=subprocess.PIPE, text=True).stdout
 
 
 def graph_build_seconds(repo: Path, repeats: int = 5) -> tuple[float, int, int]:

@@ -6,6 +6,7 @@ code it has never seen. Each corpus is pinned to an exact version so that figure
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,14 @@ from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 CORPORA = {"requests": "requests==2.32.3", "django": "Django==5.1.4"}
+# Benchmarks run the CLI as a user would, and nothing may reach a model hub.
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def repolm(*arguments: str) -> str:
+    """Run `repolm ARGUMENTS` in a child process; its standard output."""
+    command = [sys.executable, "-m", "repolm.cli", *arguments]
+    return subprocess.run(command, check=True, env=OFFLINE, stdout=subprocess.PIPE, text=True).stdout
 
 
 def corpus(name: str) -> Path:
@@ -59,8 +68,7 @@ def fresh_copy(name: str, destination: Path) -> Path:
 def indexed_copy(name: str, destination: Path) -> Path:
     """A fresh copy of a corpus, indexed by `repolm index` as a user would run it."""
     root = fresh_copy(name, destination)
-    command = [sys.executable, "-m", "repolm.cli", "index", str(root), "--json"]
-    subprocess.run(command, check=True, capture_output=True)
+    repolm("index", str(root), "--json")
     return root
 
 
