@@ -1,10 +1,14 @@
 """Unit tests for the plain-Python server cores: query building, block detection, insertion rules,
-quote/citation verification, settings."""
+snippet keeping, quote/citation verification, settings."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from repolm.server.completion import (
+    Completer,
+    CompletionRequest,
     Latest,
     PositionError,
     insertion_text,
@@ -18,7 +22,7 @@ from repolm.server.explain import SymbolCard, UseSite, verify
 from repolm.server.settings import apply_settings
 
 from repolm.config import Config
-from repolm.model import StopRules
+from repolm.model import StopRules, load_model
 from repolm.prompt import Document, Prompt
 
 CHECKOUT = "from util.pricing import apply_discount\n\n\ndef member_total(price):\n    total = apply_\n"
@@ -124,13 +128,32 @@ def test_single_line_insertion_does_not_repeat_the_rest_of_the_line() -> None:
     assert insertion_text(prompt(), "a)\nmore", "f(", "", False) == "a)"
 
 
-def test_snippets_stay_while_they_are_still_candidates() -> None:
-    a, b, c, d, e = (Document(f"m{i}.py", 1, 2, f"def f{i}():\n    pass\n") for i in range(5))
+def test_snippets_stay_while_half_of_them_are_still_candidates() -> None:
+    a, b, c, d, e, f = (Document(f"m{i}.py", 1, 2, f"def f{i}():\n    pass\n") for i in range(6))
     assert steady_snippets((), [a, b, c, d], 2) == [a, b]
     assert steady_snippets([a, b], [c, d, b, a], 2) == [a, b]  # both still candidates: kept, in order
-    assert steady_snippets([a, b], [c, d, e, b], 2) == [c, d]  # one dropped out: the new top two
-    edited = Document("m0.py", 1, 2, "def f0():\n    return 0\n")  # reindexed since
-    assert steady_snippets([a, b], [edited, b, c], 2) == [edited, b]
+    assert steady_snippets([a, b], [c, d, e, b], 2) == [a, b]  # one of two left: kept
+    assert steady_snippets([a, b, c], [d, e, f, c], 3) == [d, e, f]  # one of three: the new top three
+    assert steady_snippets([a, b], [c, d, e, f], 2) == [c, d]  # the user went elsewhere
+
+
+def test_snippets_are_kept_only_for_the_same_file_and_index_generation() -> None:
+    a, b, c, d = (Document(f"m{i}.py", 1, 3, f"def f{i}():\n    x = {i}\n    return x\n") for i in range(4))
+    ranking = [a, b, c, d]
+    serve = replace(Config().serve, completion_snippets=2, completion_max_tokens=2, completion_cache_size=0)
+    completer = Completer(load_model(device="cpu"), serve, lambda query, path, k: ranking[:k])
+
+    def snippets(path: str, context: str) -> set[Document]:
+        request = CompletionRequest(path, "y = f(x)\n", 1, 0)
+        return set(completer.complete(request, cache_key=context).documents)
+
+    assert snippets("app.py", "generation 1") == {a, b}
+    ranking = [c, d, b]  # `a` is no candidate any more, `b` still is: half of the snippets stay
+    assert snippets("app.py", "generation 1") == {a, b}
+    ranking = [c, d, b, a]
+    assert snippets("app.py", "generation 2") == {c, d}  # reindexed: the snippets' text may have changed
+    ranking = [a, b, c, d]
+    assert snippets("other.py", "generation 2") == {a, b}
 
 
 def test_latest_request_cancels_the_previous_one() -> None:

@@ -1,0 +1,120 @@
+"""What keeping the line above's snippets costs in quality, paired on the same lines.
+
+    python bench/bench_steady.py [--corpus requests] [--lines 150] [--out bench/results/steady.json]
+
+After the user writes a line and presses Enter, the server keeps the previous request's snippets while
+at least half of them are still among the new candidates (`steady_snippets`): the prompt's head then
+stays the same and the model's KV cache covers it. This completes each sampled line's next line twice
+in-process: after completing the sampled line, as the server does after writing (`kept`), and with the
+snippets retrieved for that line alone (`own`). Both are scored against the real next line (exact match
+and edit similarity of the first completed line), and the per-line difference comes with a paired
+bootstrap 95% interval. Single-line requests only, as in the latency goal; the figures of the LSP path
+are `bench/bench_server.py`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from rapidfuzz.distance import Levenshtein
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import next_lines, sample_lines
+from corpora import indexed_copy
+from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
+from repolm.server.engine import Engine
+from repolm.training.metrics import bootstrap
+from report import machine, write_report
+
+from repolm.config import Config
+
+HERE = Path(__file__).resolve().parent
+
+
+def request(root: Path, relative: str, number: int, line: str) -> CompletionRequest:
+    """The cursor after the line's indentation, the document cut there."""
+    text = (root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
+    indent = len(line) - len(line.lstrip())
+    return CompletionRequest(relative, "".join(text[:number]) + line[:indent], number, indent)
+
+
+def scored(completion: Completion, expected: str) -> tuple[float, bool]:
+    got = completion.text.split("\n", 1)[0].strip()
+    return Levenshtein.normalized_similarity(got, expected.strip()), got == expected.strip()
+
+
+def compare(root: Path, completer: Completer, lines: int) -> dict[str, object]:
+    pairs = next_lines(root, sample_lines(root, lines))
+    rows = []
+    for before, after in zip(pairs[::2], pairs[1::2], strict=True):
+        first, second = request(root, *before), request(root, *after)
+        if opens_block(second.text):
+            continue
+        completer.clear_cache()
+        above = completer.complete(first)
+        kept = completer.complete(second)
+        completer.clear_cache()
+        own = completer.complete(second)
+        rows.append(
+            {
+                "kept": scored(kept, after[2]),
+                "own": scored(own, after[2]),
+                "same_snippets": kept.documents == own.documents,
+                "kept_previous": kept.documents == above.documents,
+                "kept_prefill_tokens": kept.prefill_tokens,
+            }
+        )
+    return summarise(rows)
+
+
+def summarise(rows: list[dict]) -> dict[str, object]:
+    result: dict[str, object] = {"lines": len(rows)}
+    for arm in ("kept", "own"):
+        result[arm] = {
+            "edit_similarity": round(statistics.mean(row[arm][0] for row in rows), 3),
+            "exact_match": round(100 * sum(row[arm][1] for row in rows) / len(rows), 1),
+        }
+    # Prompt tokens the model ran for the next line after writing (the rest came from its KV cache).
+    result["kept"]["prefill_tokens_p50"] = statistics.median(row["kept_prefill_tokens"] for row in rows)
+    result["kept_minus_own"] = {
+        "edit_similarity": bootstrap([row["kept"][0] - row["own"][0] for row in rows]).to_json(),
+        "exact_match": bootstrap([100.0 * (row["kept"][1] - row["own"][1]) for row in rows]).to_json(),
+    }
+    result["lines_with_the_same_snippets"] = sum(row["same_snippets"] for row in rows)
+    result["lines_keeping_the_line_above_snippets"] = sum(row["kept_previous"] for row in rows)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpus", default="requests")
+    parser.add_argument("--lines", type=int, default=150)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "steady.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="repolm-steady-") as scratch:
+        root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
+        engine = Engine(root, Config())
+        engine.model()
+        completer = engine.completer
+        assert completer is not None, "the engine builds its completer with the model"
+        completer.config = replace(completer.config, completion_cache_size=0)
+        result = compare(root, completer, args.lines)
+    report = {
+        "machine": machine(),
+        "corpus": args.corpus,
+        "command": " ".join(["python", "bench/bench_steady.py", *sys.argv[1:]]),
+        **result,
+    }
+    write_report(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
