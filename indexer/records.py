@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 
 # Chunk languages that are documentation rather than code.
 DOC_LANGUAGES = frozenset({"markdown", "rst", "text"})
+# How a decorator, annotation or attribute line starts (Python, Java, TypeScript: `@`; Rust: `#[`), and
+# how a comment line does (a comment above a definition stays where it is).
+_DECORATOR_STARTS = ("@", "#[")
+_COMMENT_STARTS = ("#", "//", "/*", "*")
+_OPENING, _CLOSING = "([{", ")]}"
 
 
 def content_hash(text: str) -> str:
@@ -33,13 +38,44 @@ class Chunk:
 
     @property
     def embedding_text(self) -> str:
-        """What the embedder reads: where the chunk lives and what it is called help as much as its body."""
-        return f"{self.path} {self.symbol}\n{self.text}"
+        """What the embedder reads: where the chunk lives and what it is called help as much as its body.
+
+        The embedder reads only the first `embedding_max_tokens` tokens, so leading decorators go after
+        the code: a pytest parametrize table would otherwise fill the window before the signature and
+        docstring, which say what the definition is for.
+        """
+        text = self.text if self.language in DOC_LANGUAGES else decorators_last(self.text)
+        return f"{self.path} {self.symbol}\n{text}"
 
     @property
     def hash(self) -> str:
         """The embedding cache's key: a hash of exactly what the embedder reads."""
         return content_hash(self.embedding_text)
+
+
+def decorators_last(text: str) -> str:
+    """`text` with the decorators above its definition moved to its end, the other lines in order.
+
+    A decorator runs from its `@` (or `#[`) line until its brackets close; comments and blank lines
+    among the decorators stay in place. Text whose decorator never closes is returned as it is.
+    """
+    lines = text.splitlines(keepends=True)
+    moved: list[str] = []
+    kept: list[str] = []
+    depth = 0
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if depth == 0 and not stripped.startswith(_DECORATOR_STARTS):
+            if stripped and not stripped.startswith(_COMMENT_STARTS):
+                if not moved:
+                    return text
+                tail = "".join(moved)
+                return "".join(kept + lines[number:]) + ("" if text.endswith("\n") else "\n") + tail
+            kept.append(line)
+            continue
+        moved.append(line)
+        depth += sum(stripped.count(c) for c in _OPENING) - sum(stripped.count(c) for c in _CLOSING)
+    return text
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from repolm.indexer.code_chunks import module_name, parse_code
 from repolm.indexer.languages import CODE_LANGUAGES, language_for_path, parser_for
-from repolm.indexer.records import Import, ParsedFile, Reference
+from repolm.indexer.records import Import, ParsedFile, Reference, decorators_last
 
 PYTHON = '''\
 """Module doc."""
@@ -203,6 +203,36 @@ def _assert_every_line_once(parsed: ParsedFile, text: str) -> None:
     assert sorted(set(covered) & set(content)) == content  # nothing lost
     duplicated = {line for line in covered if covered.count(line) > 1} & set(content)
     assert not duplicated
+
+
+def test_the_embedder_reads_signature_and_docstring_before_decorators() -> None:
+    source = (
+        "@pytest.mark.parametrize(\n"
+        '    "value, expected",\n'
+        "    ((1, 2), (3, 4)),\n"
+        ")\n"
+        "def test_double(value, expected):\n"
+        '    """Doubles small numbers."""\n'
+        "    assert value * 2 == expected\n"
+    )
+    (chunk,) = [c for c in parse_code("tests/test_math.py", "python", source).chunks if c.kind == "function"]
+    assert chunk.text.startswith("@pytest")  # the chunk itself, and what is shown, keep the source order
+    assert chunk.embedding_text.splitlines() == [
+        "tests/test_math.py tests.test_math.test_double",
+        "def test_double(value, expected):",
+        '    """Doubles small numbers."""',
+        "    assert value * 2 == expected",
+        "@pytest.mark.parametrize(",
+        '    "value, expected",',
+        "    ((1, 2), (3, 4)),",
+        ")",
+    ]
+    java = '/** Adds. */\n@Override\n@SuppressWarnings({"x"})\npublic int add(int a) { return a; }\n'
+    moved = '/** Adds. */\npublic int add(int a) { return a; }\n@Override\n@SuppressWarnings({"x"})\n'
+    assert decorators_last(java) == moved
+    assert decorators_last("#[derive(Debug)]\npub struct S;") == "pub struct S;\n#[derive(Debug)]\n"
+    unclosed = "@route(\ndef f(): pass\n"
+    assert decorators_last(unclosed) == unclosed
 
 
 # ---------------------------------------------------------------- one sample per language
