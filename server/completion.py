@@ -198,8 +198,8 @@ def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document]
     the next line, the query gains that line's names and the ranking shifts, mostly among snippets that
     all stay relevant; keeping the previous ones keeps the model's KV cache, and only the lines written
     since are run. Half, not all: in bench/bench_steady.py (requests, 111 next lines) 101 lines kept the
-    line above's snippets and scored as with their own (edit similarity +0.001, paired 95% interval
-    [-0.026, +0.034]), where requiring all of them to stay renewed the set, and so re-ran the whole
+    line above's snippets and scored as with their own (edit similarity +0.0097, paired 95% interval
+    [-0.0187, +0.044]), where requiring all of them to stay renewed the set, and so re-ran the whole
     prompt, more often. When the user goes elsewhere the candidates change wholesale and the snippets
     follow; another file or index generation starts afresh (`Completer`).
     """
