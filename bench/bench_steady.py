@@ -8,8 +8,10 @@ stays the same and the model's KV cache covers it. This completes each sampled l
 in-process: after completing the sampled line, as the server does after writing (`kept`), and with the
 snippets retrieved for that line alone (`own`). Both are scored against the real next line (exact match
 and edit similarity of the first completed line), and the per-line difference comes with a paired
-bootstrap 95% interval. Single-line requests only, as in the latency goal; the figures of the LSP path
-are `bench/bench_server.py`'s.
+bootstrap 95% interval. The after-writing requests that still ran most of their prompt (more than half
+the budget: the KV cache held less than the snippets) are counted by cause: new snippets, or kept
+snippets with a prefix whose start moved. Single-line requests only, as in the latency goal; the figures
+of the LSP path are `bench/bench_server.py`'s.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def scored(completion: Completion, expected: str) -> tuple[float, bool]:
 
 
 def compare(root: Path, completer: Completer, lines: int) -> dict[str, object]:
+    half_budget = completer.config.completion_budget // 2
     pairs = next_lines(root, sample_lines(root, lines))
     rows = []
     for before, after in zip(pairs[::2], pairs[1::2], strict=True):
@@ -67,6 +70,7 @@ def compare(root: Path, completer: Completer, lines: int) -> dict[str, object]:
                 "same_snippets": kept.documents == own.documents,
                 "kept_previous": kept.documents == above.documents,
                 "kept_prefill_tokens": kept.prefill_tokens,
+                "kept_reran_prompt": kept.prefill_tokens > half_budget,
             }
         )
     return summarise(rows)
@@ -80,13 +84,20 @@ def summarise(rows: list[dict]) -> dict[str, object]:
             "exact_match": round(100 * sum(row[arm][1] for row in rows) / len(rows), 1),
         }
     # Prompt tokens the model ran for the next line after writing (the rest came from its KV cache).
-    result["kept"]["prefill_tokens_p50"] = statistics.median(row["kept_prefill_tokens"] for row in rows)
+    prefills = sorted(row["kept_prefill_tokens"] for row in rows)
+    result["kept"]["prefill_tokens_p50"] = statistics.median(prefills)
+    result["kept"]["prefill_tokens_p95"] = prefills[int(0.95 * (len(prefills) - 1))]
     result["kept_minus_own"] = {
         "edit_similarity": bootstrap([row["kept"][0] - row["own"][0] for row in rows]).to_json(),
         "exact_match": bootstrap([100.0 * (row["kept"][1] - row["own"][1]) for row in rows]).to_json(),
     }
     result["lines_with_the_same_snippets"] = sum(row["same_snippets"] for row in rows)
     result["lines_keeping_the_line_above_snippets"] = sum(row["kept_previous"] for row in rows)
+    reran = [row for row in rows if row["kept_reran_prompt"]]
+    result["kept_requests_rerunning_most_of_the_prompt"] = {
+        "new_snippets": sum(not row["kept_previous"] for row in reran),
+        "same_snippets_prefix_moved": sum(row["kept_previous"] for row in reran),
+    }
     return result
 
 
