@@ -243,7 +243,9 @@ def _parse_one(root: Path, item: FoundFile, config: Config, found: Discovery) ->
 
 
 def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], report: Progress) -> int:
-    todo = {stored.chunk.hash: stored.chunk.embedding_text for stored in chunks}  # one per content
+    # Keyed by the stored hash, which lookups join on: one vector per content, and found again even for
+    # a chunk stored when `embedding_text` was made differently (then the name of the embedder differs).
+    todo = {stored.hash: stored.chunk.embedding_text for stored in chunks}
     # Similar lengths side by side: each batch is padded to its longest text, so this saves work.
     keys = sorted(todo, key=lambda key: len(todo[key]))
     step = 2048  # commit to the cache in slices (~15 s of CPU work): a killed run keeps what it embedded

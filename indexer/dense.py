@@ -17,6 +17,8 @@ import numpy as np
 
 from repolm.config import IndexConfig
 
+from .records import EMBEDDING_TEXT_VERSION
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -66,8 +68,8 @@ class Embedder:
 
     @property
     def name(self) -> str:
-        """The cache key for vectors: a different model or truncation means different vectors."""
-        return f"{self.path.resolve()}@{self.max_tokens}/{self.dtype}"
+        """The cache key for vectors: a different model, truncation or text recipe means different vectors."""
+        return f"{self.path.resolve()}@{self.max_tokens}/{self.dtype}/text{EMBEDDING_TEXT_VERSION}"
 
     @cached_property
     def dtype(self) -> str:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 # Chunk languages that are documentation rather than code.
 DOC_LANGUAGES = frozenset({"markdown", "rst", "text"})
+# Part of the embedder's cache key: raised whenever `Chunk.embedding_text` changes, so that the next
+# `repolm index` re-embeds the chunks of files that did not change as well (2: decorators last).
+EMBEDDING_TEXT_VERSION = 2
 # How a decorator, annotation or attribute line starts (Python, Java, TypeScript: `@`; Rust: `#[`), and
 # how a comment line does (a comment above a definition stays where it is).
 _DECORATOR_STARTS = ("@", "#[")

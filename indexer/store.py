@@ -82,6 +82,9 @@ class StoredChunk:
     id: int
     file_id: int
     chunk: Chunk
+    # The embedding cache key stored with the chunk, which vector lookups join on. It is `chunk.hash` as
+    # of the indexing run that stored it: a later version's `embedding_text` may hash differently.
+    hash: str
 
 
 def alive(alias: str, generation: int) -> str:
@@ -276,12 +279,13 @@ class Store:
 
     def _chunk_rows(self, condition: str, params: list[object]) -> Iterator[StoredChunk]:
         rows = self.db.execute(
-            "SELECT c.id, c.file_id, f.path, c.language, c.start_line, c.end_line, c.symbol, c.kind, c.scope,"
-            f" c.text FROM chunks c JOIN files f ON f.id = c.file_id WHERE {condition} ORDER BY c.id",
+            "SELECT c.id, c.file_id, c.hash, f.path, c.language, c.start_line, c.end_line, c.symbol,"
+            " c.kind, c.scope, c.text FROM chunks c JOIN files f ON f.id = c.file_id"
+            f" WHERE {condition} ORDER BY c.id",
             params,
         )
         for row in rows:
-            yield StoredChunk(row[0], row[1], Chunk(*row[2:]))
+            yield StoredChunk(row[0], row[1], Chunk(*row[3:]), row[2])
 
     # -- embeddings cache --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -149,6 +150,26 @@ def test_a_new_embedding_cap_reembeds_every_chunk_without_file_changes(tmp_path:
     index = Index.open(tmp_path, Config(), embedder=recapped)
     assert len(index.dense) == index.chunk_count
     assert "shop/cart.py" in {h.chunk.path for h in index.search("shopping cart", mode="dense", k=3)}
+
+
+def test_chunks_stored_under_an_earlier_text_recipe_keep_and_renew_their_vectors(
+    tmp_path: Path, embedder
+) -> None:
+    write_tree(tmp_path, REPO)
+    first = build(tmp_path, embedder)
+    # As an index written when `Chunk.embedding_text` was made differently: the stored cache keys are
+    # not the hashes of today's embedding text.
+    with sqlite3.connect(tmp_path / ".repolm" / "index.sqlite") as db:
+        db.execute("UPDATE chunks SET hash = 'v1:' || hash")
+        db.execute("UPDATE embeddings SET hash = 'v1:' || hash")
+    db.close()
+    index = open_index(tmp_path, embedder)
+    assert len(index.dense) == index.chunk_count
+    renamed = Embedder(str(embedder.path), max_tokens=embedder.max_tokens // 2)  # as a new text version
+    assert build(tmp_path, renamed).embedded == first.embedded
+    assert build(tmp_path, renamed).embedded == 0  # the new vectors are found under the stored keys
+    index = Index.open(tmp_path, Config(), embedder=renamed)
+    assert len(index.dense) == index.chunk_count
 
 
 def test_readers_keep_their_generation(tmp_path: Path, embedder) -> None:
