@@ -70,6 +70,9 @@ def main() -> int:
             + f" {s['latency_ms']['p50']:7.0f} {s['latency_ms']['p95']:7.0f}"
         )  # fmt: skip
     print(f"oracle-gap closure {base['oracle_gap_closure']}; hybrid / in-file EM {ratio} (goal ≥ {GOAL})")
+    for score, stats in base["hybrid_minus_in_file"].items():
+        interval = f"[{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
+        print(f"hybrid − in-file {score}, paired: {stats['mean']:+.4f} {interval}")
     return 0
 
 

@@ -276,6 +276,11 @@ def test_repolm_eval_end_to_end(tmp_path: Path, capsys) -> None:
     assert set(base["arms"]["hybrid"]["retrieval"]) == {"n", "acc@1", "acc@5", "mrr"}
     assert base["arms"]["in_file"]["retrieval"] is None
     assert result["gate"] == {"base": base["arms"]["hybrid"]["exact_match"]["mean"]}
+    arms_of = [record["models"]["base"] for record in result["records"]]
+    for score, stats in base["hybrid_minus_in_file"].items():  # paired: target by target
+        differences = [arms["hybrid"][score] - arms["in_file"][score] for arms in arms_of]
+        assert stats["mean"] == pytest.approx(sum(differences) / len(differences), abs=1e-4)
+        assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
     assert base["explain"]["n"] == 1
     assert base["explain"]["quotes_verbatim"] in (None, 1.0)
     assert all(record["path"] in HELD_OUT for record in result["records"])

@@ -44,6 +44,7 @@ from .eval_targets import Target, cursor_prefix, editor_position, read_text, sam
 SCHEMA_VERSION = 1
 ARMS = ("in_file", "bm25", "dense", "hybrid", "oracle")
 RETRIEVAL_ARMS = ("bm25", "dense", "hybrid")
+SCORES = ("exact_match", "edit_similarity", "identifier_f1")  # per target, each with a bootstrap CI
 RANKED = 10  # hits kept per query for acc@k and MRR
 BASE_MODEL = "base"
 
@@ -155,10 +156,24 @@ def run_arm(
     return outcomes
 
 
+def paired_difference(top: Sequence[Outcome], bottom: Sequence[Outcome], seed: int) -> dict:
+    """Per score: `top` minus `bottom`, target by target, with a bootstrap 95% CI over targets.
+
+    Both arms complete the same targets, so the per-target difference is far less noisy than the two
+    arms' own intervals suggest: this is what says whether retrieval helps beyond noise.
+    """
+    return {
+        name: metrics.bootstrap(
+            [getattr(a, name) - getattr(b, name) for a, b in zip(top, bottom, strict=True)], seed
+        ).to_json()
+        for name in SCORES
+    }
+
+
 def summarize_arm(arm: str, targets: Sequence[Target], outcomes: Sequence[Outcome], seed: int) -> dict:
     """n, the three scores with bootstrap CIs, retrieval quality and latency percentiles of one arm."""
     summary: dict[str, object] = {"n": len(outcomes)}
-    for name in ("exact_match", "edit_similarity", "identifier_f1"):
+    for name in SCORES:
         summary[name] = metrics.bootstrap([getattr(o, name) for o in outcomes], seed).to_json()
     # Targets where the model ended the line at once: the editor shows nothing there.
     summary["empty"] = sum(1 for o in outcomes if not o.prediction.strip())
@@ -217,10 +232,12 @@ def evaluate(
     for name, adapter in models.items():
         model = load(adapter)
         arms: dict[str, dict] = {}
+        outcomes_by_arm: dict[str, list[Outcome]] = {}
         for arm in options.arms:
             search = _search_for(arm, index)
             completer = Completer(model, serve, search)
             outcomes = run_arm(completer, model, targets, texts, oracle_docs, search, tick)
+            outcomes_by_arm[arm] = outcomes
             arms[arm] = summarize_arm(arm, targets, outcomes, options.seed)
             for record, outcome in zip(records, outcomes, strict=True):
                 record["models"].setdefault(name, {})[arm] = dataclasses.asdict(outcome)
@@ -239,6 +256,11 @@ def evaluate(
             "arms": arms,
             "oracle_gap_closure": gap_closure(arms),
             "hybrid_over_in_file": _ratio(arms, "hybrid", "in_file"),
+            "hybrid_minus_in_file": (
+                paired_difference(outcomes_by_arm["hybrid"], outcomes_by_arm["in_file"], options.seed)
+                if {"hybrid", "in_file"} <= outcomes_by_arm.keys()
+                else None
+            ),
             "explain": explain,
             "graph": graph,
         }

@@ -140,6 +140,10 @@ def _arm_table(name: str, model: dict, arms: list[str]) -> str:
         f"oracle-gap closure (hybrid − in-file) / (oracle − in-file): {_fmt(model['oracle_gap_closure'])}; "
         f"hybrid / in-file exact match: {_fmt(model['hybrid_over_in_file'])}"
     )
+    difference = model.get("hybrid_minus_in_file")
+    if difference:
+        paired = ", ".join(f"{name.replace('_', ' ')} {_ci(difference[name])}" for name in difference)
+        notes += f"; hybrid − in-file, paired over targets: {paired}"
     title = f"<h2>{html.escape(name)} <small>(adapter: {adapter})</small></h2>"
     return f"{title}<table>{head}{''.join(rows)}</table><p>{notes}</p>"
 
@@ -253,6 +257,15 @@ def print_summary(result: dict) -> None:
             f"oracle-gap closure: {_fmt(model['oracle_gap_closure'])}   "
             f"hybrid / in-file EM: {_fmt(model['hybrid_over_in_file'])}"
         )
+        difference = model.get("hybrid_minus_in_file")
+        if difference:
+            console.print(
+                "hybrid − in-file, paired over targets: "
+                + "   ".join(
+                    f"{name} {stats['mean']:+.4f} [{stats['ci_low']:+.4f}, {stats['ci_high']:+.4f}]"
+                    for name, stats in difference.items()
+                )
+            )
         if model.get("graph"):
             g = model["graph"]
             for method, m in g["methods"].items():
