@@ -159,7 +159,7 @@ def run_arm(
 def paired_difference(top: Sequence[Outcome], bottom: Sequence[Outcome], seed: int) -> dict:
     """Per score: `top` minus `bottom`, target by target, with a bootstrap 95% CI over targets.
 
-    Both arms complete the same targets, so the per-target difference is far less noisy than the two
+    Both arms complete the same targets, so the per-target difference is less noisy than the two
     arms' own intervals suggest: this is what says whether retrieval helps beyond noise.
     """
     return {
