@@ -51,6 +51,14 @@ def sample_lines(root: Path, count: int, seed: int = 0) -> list[tuple[str, int, 
     return random.Random(seed).sample(candidates, min(count, len(candidates)))
 
 
+def cut_at_indentation(root: Path, relative: str, number: int, line: str) -> tuple[str, int]:
+    """The document as the editor has it with the cursor after the line's indentation and nothing after
+    the cursor written yet, and the cursor's column."""
+    text = (root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
+    indent = len(line) - len(line.lstrip())
+    return "".join(text[:number]) + line[:indent], indent
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     if not ordered:
@@ -130,9 +138,7 @@ async def completions(
     latencies: dict[str, list[float]] = {"single_line": [], "block": []}
     exact, similarity = [], []
     for index, (relative, number, line) in enumerate(lines, start=1):
-        text = (session.root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
-        indent = len(line) - len(line.lstrip())
-        prefix = "".join(text[:number]) + line[:indent]
+        prefix, indent = cut_at_indentation(session.root, relative, number, line)
         uri = session.open(relative, prefix)
         started = time.perf_counter()
         inserted = await session.complete(uri, number, indent)
@@ -228,9 +234,8 @@ async def run(
     await session.start({"repolm": {"explain": {"enabled": False}}})
     sample = sample_lines(root, lines)
     first_path, first_line, first_text = sample[0]
-    indent = len(first_text) - len(first_text.lstrip())
-    source = (root / first_path).read_text(encoding="utf-8").splitlines(keepends=True)
-    uri = session.open(first_path, "".join(source[:first_line]) + first_text[:indent])
+    first_prefix, indent = cut_at_indentation(root, first_path, first_line, first_text)
+    uri = session.open(first_path, first_prefix)
     await session.complete(uri, first_line, indent)
     cold = time.perf_counter() - started
     result: dict[str, object] = {"cold_start_to_first_completion_s": round(cold, 2)}

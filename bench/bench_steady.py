@@ -23,14 +23,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from rapidfuzz.distance import Levenshtein
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import next_lines, sample_lines
+from bench_server import cut_at_indentation, next_lines, sample_lines
 from corpora import indexed_copy
 from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
 from repolm.server.engine import Engine
-from repolm.training.metrics import bootstrap
+from repolm.training.metrics import bootstrap, edit_similarity, exact_match
 from report import machine, write_report
 
 from repolm.config import Config
@@ -39,15 +37,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def request(root: Path, relative: str, number: int, line: str) -> CompletionRequest:
-    """The cursor after the line's indentation, the document cut there."""
-    text = (root / relative).read_text(encoding="utf-8").splitlines(keepends=True)
-    indent = len(line) - len(line.lstrip())
-    return CompletionRequest(relative, "".join(text[:number]) + line[:indent], number, indent)
+    prefix, indent = cut_at_indentation(root, relative, number, line)
+    return CompletionRequest(relative, prefix, number, indent)
 
 
 def scored(completion: Completion, expected: str) -> tuple[float, bool]:
+    """Edit similarity and exact match of the first completed line, as the evaluation harness scores."""
     got = completion.text.split("\n", 1)[0].strip()
-    return Levenshtein.normalized_similarity(got, expected.strip()), got == expected.strip()
+    return edit_similarity(got, expected.strip()), bool(exact_match(got, expected.strip()))
 
 
 def compare(root: Path, completer: Completer, lines: int) -> dict[str, object]:
