@@ -36,8 +36,19 @@ MODES = ("bm25", "dense", "hybrid")
 LATENCY_QUERIES = 300
 # A query's text and the qualnames of the functions it describes (any of them is a right answer).
 Query = tuple[str, frozenset[str]]
-# (fusion, dense weight): RRF, then the normalised-score mix with more and more weight on dense.
-FUSIONS = (("rrf", 0.5), ("weighted", 0.2), ("weighted", 0.3), ("weighted", 0.4), ("weighted", 0.5))
+# (fusion, dense weight, summaries): RRF, then the normalised-score mix with more and more weight on
+# dense; each with and without the lists over the definitions' docstrings.
+FUSIONS = tuple(
+    (fusion, weight, summaries)
+    for summaries in (True, False)
+    for fusion, weight in (
+        ("rrf", 0.5),
+        ("weighted", 0.2),
+        ("weighted", 0.3),
+        ("weighted", 0.4),
+        ("weighted", 0.5),
+    )
+)
 
 
 def full_index(repo: Path) -> dict[str, object]:
@@ -67,7 +78,9 @@ def full_index(repo: Path) -> dict[str, object]:
         "embedding_seconds": seconds.get("embedding", 0.0),
         "lexical_files_per_s": round(summary["files"] / lexical, 1),
         "lexical_chunks_per_s": round(summary["chunks"] / lexical, 1),
+        # The embedding stage's seconds include the summaries, embedded in the same batches.
         "embedding_chunks_per_s": round(summary["embedded"] / max(seconds.get("embedding", 0.0), 1e-9), 1),
+        "summaries_embedded": summary["summaries_embedded"],
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "index_mib": round(
             sum(p.stat().st_size for p in (repo / ".repolm").rglob("*") if p.is_file()) / 2**20, 1
@@ -161,11 +174,11 @@ def fusion_sweep(index: Index, queries: list[Query]) -> dict[str, dict[str, floa
     """Hybrid quality under each fusion setting, so the default's choice is visible next to the rest."""
     configured = index.config
     results = {}
-    for fusion, dense_weight in FUSIONS:
-        index.config = replace(
-            configured, search=replace(configured.search, fusion=fusion, dense_weight=dense_weight)
-        )
+    for fusion, dense_weight, summaries in FUSIONS:
+        search = replace(configured.search, fusion=fusion, dense_weight=dense_weight, summaries=summaries)
+        index.config = replace(configured, search=search)
         label = f"rrf k={configured.search.rrf_k}" if fusion == "rrf" else f"weighted {dense_weight}"
+        label += "" if summaries else ", no summaries"
         results[label] = _summary(_ranks(index, queries, "hybrid"))
     index.config = configured
     return results

@@ -54,6 +54,7 @@ class IndexSummary:
     unchanged: int = 0
     reparsed: int = 0
     embedded: int = 0  # chunks embedded in this run (the rest came from the cache)
+    summaries_embedded: int = 0  # definitions' summaries embedded in this run
     redactions: int = 0  # secrets replaced in this run's parsed files
     redactions_total: int = 0
     syntax_error_files: int = 0
@@ -179,11 +180,18 @@ def _update(
             ]
         new_chunks = list(store.chunks_of_files(new_ids))
     with clock("embedding"):
-        # Every chunk of the generation without a vector from this embedder: the new chunks, and all of
-        # them once the embedding model or its token cap changed, even when no file did.
+        # Every chunk and summary of the generation without a vector from this embedder: the new ones,
+        # and all of them once the embedding model or its token cap changed, even when no file did.
         embedder = embedder or Embedder.from_config(config.index)
-        missing = store.chunks_without_vector(generation if changed else current, embedder.name)
-        summary.embedded = _embed_missing(store, embedder, missing, report)
+        embedded = generation if changed else current
+        # Keyed by the stored hash, which lookups join on: one vector per content, and found again even
+        # for a chunk stored when `embedding_text` was made differently (then the embedder's name differs).
+        chunks = {
+            c.hash: c.chunk.embedding_text for c in store.chunks_without_vector(embedded, embedder.name)
+        }
+        summaries = store.summaries_without_vector(embedded, embedder.name)
+        _embed_missing(store, embedder, chunks | summaries, report)
+        summary.embedded, summary.summaries_embedded = len(chunks), len(summaries)
     if changed:
         with clock("lexical"):
             writer = LexicalWriter(store.path, generation, current if current else None)
@@ -242,10 +250,8 @@ def _parse_one(root: Path, item: FoundFile, config: Config, found: Discovery) ->
     return _ParsedSource(item, language, content_hash(source.text), parsed, redactions)
 
 
-def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], report: Progress) -> int:
-    # Keyed by the stored hash, which lookups join on: one vector per content, and found again even for
-    # a chunk stored when `embedding_text` was made differently (then the name of the embedder differs).
-    todo = {stored.hash: stored.chunk.embedding_text for stored in chunks}
+def _embed_missing(store: Store, embedder: Embedder, todo: dict[str, str], report: Progress) -> None:
+    """Embed each {cache key: text} and cache the vectors under their keys."""
     # Similar lengths side by side: each batch is padded to its longest text, so this saves work.
     keys = sorted(todo, key=lambda key: len(todo[key]))
     step = 2048  # commit to the cache in slices (~15 s of CPU work): a killed run keeps what it embedded
@@ -253,7 +259,6 @@ def _embed_missing(store: Store, embedder: Embedder, chunks: list[StoredChunk], 
         batch = keys[start : start + step]
         store.cache_embeddings(embedder.name, batch, embedder.encode([todo[k] for k in batch]))
         report("embedding", min(start + step, len(keys)), len(keys))
-    return len(keys)
 
 
 def _fill_totals(summary: IndexSummary, store: Store, found: Discovery) -> None:

@@ -950,10 +950,11 @@ def _body_units(spec: _Spec, body: Node | None) -> list[Node]:
 
 def _definition_chunks(f: _File, spec: _Spec, d: _Def, max_rows: int) -> list[Chunk]:
     lo, hi, body = d.first_row, d.last_row, d.body
+    summary = _docstring(f, spec, d)
     own_rows = hi - lo + 1 - sum(m.last_row - m.first_row for m in d.members)
     if own_rows <= max_rows and not d.members:
         text = "\n".join(f.lines[lo : hi + 1])
-        return [Chunk(f.path, f.language, lo + 1, hi + 1, d.qualname, d.kind, d.scope, text)]
+        return [Chunk(f.path, f.language, lo + 1, hi + 1, d.qualname, d.kind, d.scope, text, summary)]
     # A definition without a body (a long type alias) repeats only its first line.
     header_end = d.signature[2] if body is not None else d.node.start_point.row
     breaks: list[int] = []
@@ -982,7 +983,8 @@ def _definition_chunks(f: _File, spec: _Spec, d: _Def, max_rows: int) -> list[Ch
             # "..." marks the statements left out between the signature and this piece.
             elided = [] if follows_header else [_indent(f.lines[start]) + "..."]
             text = "\n".join([*signature, *elided, _render(f, spec, piece)])
-        chunks.append(Chunk(f.path, f.language, start + 1, end + 1, d.qualname, d.kind, d.scope, text))
+        own = summary if index == 0 else ""
+        chunks.append(Chunk(f.path, f.language, start + 1, end + 1, d.qualname, d.kind, d.scope, text, own))
     for member in d.members:
         chunks.extend(_definition_chunks(f, spec, member, max_rows))
     return chunks

@@ -19,7 +19,11 @@ from .records import Chunk
 from .tokens import analyzed, code_tokens
 
 ANALYZER = "code"
+# What `search` matches, and how much a term found in each field weighs.
 FIELD_BOOSTS = {"symbol": 2.0, "content": 1.0, "path": 0.5}
+# What `search_summaries` matches: the chunk's summary (its definition's docstring) alone, so that a
+# short description is not drowned by the many words of a long body that mentions the same terms.
+SUMMARY_FIELD = "summary"
 _LOCK_FILES = {".tantivy-writer.lock", ".tantivy-meta.lock"}
 
 
@@ -31,7 +35,7 @@ def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_unsigned_field("chunk_id", stored=True, indexed=True, fast=True)
     builder.add_unsigned_field("file_id", indexed=True)
-    for name in FIELD_BOOSTS:
+    for name in (*FIELD_BOOSTS, SUMMARY_FIELD):
         builder.add_text_field(name, tokenizer_name=ANALYZER, index_option="freq")
     return builder.build()
 
@@ -69,6 +73,8 @@ class LexicalWriter:
         doc.add_text("content", analyzed(chunk.text))
         doc.add_text("symbol", analyzed(chunk.symbol))
         doc.add_text("path", analyzed(chunk.path))
+        if chunk.summary:
+            doc.add_text(SUMMARY_FIELD, analyzed(chunk.summary))
         self.writer.add_document(doc)
 
     def commit(self) -> None:
@@ -87,7 +93,14 @@ class LexicalReader:
         return int(self.searcher.num_docs)
 
     def search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) pairs, best first."""
+        """(chunk id, BM25 score) pairs over the chunks' text, symbol and path, best first."""
+        return self._search(query, limit, FIELD_BOOSTS)
+
+    def search_summaries(self, query: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) pairs over the chunks' summaries, best first."""
+        return self._search(query, limit, {SUMMARY_FIELD: 1.0})
+
+    def _search(self, query: str, limit: int, boosts: dict[str, float]) -> list[tuple[int, float]]:
         terms = dict.fromkeys(code_tokens(query))
         if not terms or limit <= 0:
             return []
@@ -97,7 +110,7 @@ class LexicalReader:
                 tantivy.Query.boost_query(tantivy.Query.term_query(self.index.schema, field, t), boost),
             )
             for t in terms
-            for field, boost in FIELD_BOOSTS.items()
+            for field, boost in boosts.items()
         ]
         result = self.searcher.search(tantivy.Query.boolean_query(clauses), limit)
         hits = []

@@ -38,6 +38,9 @@ class Chunk:
     kind: str  # function, method, class, interface, struct, enum, type, module, section, paragraph
     scope: str  # qualified name of the enclosing definition; the module's name at top level
     text: str
+    # What the definition says it does (its docstring or doc comment), on the first chunk of a documented
+    # definition; empty elsewhere. Hybrid search matches questions against it as well as the whole chunk.
+    summary: str = ""
 
     @property
     def embedding_text(self) -> str:
@@ -54,6 +57,11 @@ class Chunk:
     def hash(self) -> str:
         """The embedding cache's key: a hash of exactly what the embedder reads."""
         return content_hash(self.embedding_text)
+
+    @property
+    def summary_hash(self) -> str:
+        """The embedding cache's key for the summary's vector; empty when there is no summary."""
+        return content_hash(self.summary) if self.summary else ""
 
 
 def decorators_last(text: str) -> str:

@@ -93,7 +93,7 @@ class Index:
         if newest == self.generation:
             return False
         self.generation = newest
-        for cached in ("lexical", "dense", "graph"):
+        for cached in ("lexical", "dense", "summary_dense", "graph"):
             self.__dict__.pop(cached, None)
         self._load()
         return True
@@ -116,6 +116,11 @@ class Index:
     @cached_property
     def dense(self) -> DenseMatrix:
         ids, vectors = self.store.alive_vectors(self.generation, self.query_embedder.name)
+        return DenseMatrix(ids, vectors)
+
+    @cached_property
+    def summary_dense(self) -> DenseMatrix:
+        ids, vectors = self.store.alive_vectors(self.generation, self.query_embedder.name, summaries=True)
         return DenseMatrix(ids, vectors)
 
     @cached_property
@@ -172,11 +177,19 @@ class Index:
             return self.lexical.search(query, pool)
         if mode == "dense":
             return self.dense.search(self.query_embedder.encode_query(query), pool)
-        lexical = self.lexical.search(query, pool)
-        dense = self.dense.search(self.query_embedder.encode_query(query), pool)
+        vector = self.query_embedder.encode_query(query)
+        # (lexical, dense) pairs: over the chunks' whole text, then over their summaries.
+        views = [(self.lexical.search(query, pool), self.dense.search(vector, pool))]
+        if settings.summaries:
+            views.append(
+                (self.lexical.search_summaries(query, pool), self.summary_dense.search(vector, pool))
+            )
         if settings.fusion == "weighted":
-            return weighted_fusion(lexical, dense, settings.dense_weight)
-        return reciprocal_rank_fusion([lexical, dense], settings.rrf_k)
+            lexical_weight = 1.0 - settings.dense_weight
+            weighted = [(ranking, lexical_weight) for ranking, _ in views]
+            weighted += [(ranking, settings.dense_weight) for _, ranking in views]
+            return weighted_fusion(weighted)
+        return reciprocal_rank_fusion([ranking for pair in views for ranking in pair], settings.rrf_k)
 
 
 def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
@@ -188,12 +201,11 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60)
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
-def weighted_fusion(
-    lexical: list[tuple[int, float]], dense: list[tuple[int, float]], dense_weight: float
-) -> list[tuple[int, float]]:
-    """Min-max normalise each list's scores to [0, 1], then mix them; missing means 0."""
+def weighted_fusion(rankings: list[tuple[list[tuple[int, float]], float]]) -> list[tuple[int, float]]:
+    """Min-max normalise each (ranking, weight)'s scores to [0, 1], then sum them weighted; missing
+    means 0."""
     scores: dict[int, float] = {}
-    for ranking, weight in ((lexical, 1.0 - dense_weight), (dense, dense_weight)):
+    for ranking, weight in rankings:
         if not ranking:
             continue
         values = [score for _, score in ranking]

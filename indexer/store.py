@@ -21,7 +21,8 @@ import numpy as np
 
 from .records import Chunk, ParsedFile
 
-FORMAT_VERSION = 1
+# 2: chunks carry the summary (a definition's docstring) that hybrid search also matches.
+FORMAT_VERSION = 2
 DB_NAME = "index.sqlite"
 
 _SCHEMA = """
@@ -37,7 +38,8 @@ CREATE INDEX IF NOT EXISTS files_by_gen ON files(gen_added, gen_removed);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, start_line INTEGER NOT NULL,
     end_line INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL, scope TEXT NOT NULL,
-    language TEXT NOT NULL, text TEXT NOT NULL, hash TEXT NOT NULL);
+    language TEXT NOT NULL, text TEXT NOT NULL, hash TEXT NOT NULL, summary TEXT NOT NULL,
+    summary_hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks(file_id);
 CREATE TABLE IF NOT EXISTS definitions (
     id INTEGER PRIMARY KEY, file_id INTEGER NOT NULL, name TEXT NOT NULL, qualname TEXT NOT NULL,
@@ -197,10 +199,22 @@ class Store:
         )
         file_id = int(cursor.lastrowid or 0)
         self.db.executemany(
-            "INSERT INTO chunks (file_id, start_line, end_line, symbol, kind, scope, language, text, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks (file_id, start_line, end_line, symbol, kind, scope, language, text, hash,"
+            " summary, summary_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (file_id, c.start_line, c.end_line, c.symbol, c.kind, c.scope, c.language, c.text, c.hash)
+                (
+                    file_id,
+                    c.start_line,
+                    c.end_line,
+                    c.symbol,
+                    c.kind,
+                    c.scope,
+                    c.language,
+                    c.text,
+                    c.hash,
+                    c.summary,
+                    c.summary_hash,
+                )
                 for c in parsed.chunks
             ],
         )
@@ -269,6 +283,16 @@ class Store:
         missing = "NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = c.hash)"
         return list(self._chunk_rows(f"{alive('f', generation)} AND {missing}", [model]))
 
+    def summaries_without_vector(self, generation: int, model: str) -> dict[str, str]:
+        """{summary hash: summary} of the alive chunks whose summary has no vector under `model` yet."""
+        rows = self.db.execute(
+            "SELECT c.summary_hash, c.summary FROM chunks c JOIN files f ON f.id = c.file_id"
+            f" WHERE {alive('f', generation)} AND c.summary_hash != ''"
+            " AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = c.summary_hash)",
+            (model,),
+        )
+        return dict(rows.fetchall())
+
     def chunks_by_id(self, chunk_ids: list[int]) -> dict[int, StoredChunk]:
         found: dict[int, StoredChunk] = {}
         for start in range(0, len(chunk_ids), 500):
@@ -280,7 +304,7 @@ class Store:
     def _chunk_rows(self, condition: str, params: list[object]) -> Iterator[StoredChunk]:
         rows = self.db.execute(
             "SELECT c.id, c.file_id, c.hash, f.path, c.language, c.start_line, c.end_line, c.symbol,"
-            " c.kind, c.scope, c.text FROM chunks c JOIN files f ON f.id = c.file_id"
+            " c.kind, c.scope, c.text, c.summary FROM chunks c JOIN files f ON f.id = c.file_id"
             f" WHERE {condition} ORDER BY c.id",
             params,
         )
@@ -296,11 +320,15 @@ class Store:
                 "INSERT OR REPLACE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)", rows
             )
 
-    def alive_vectors(self, generation: int, model: str) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, matrix) of every alive chunk that has an embedding under `model`."""
+    def alive_vectors(
+        self, generation: int, model: str, summaries: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, matrix) of every alive chunk that has an embedding under `model`: of its whole
+        text, or with `summaries` of its summary (chunks without one are left out)."""
+        key = "c.summary_hash" if summaries else "c.hash"
         rows = self.db.execute(
             "SELECT c.id, e.vector FROM chunks c JOIN files f ON f.id = c.file_id"
-            f" JOIN embeddings e ON e.model = ? AND e.hash = c.hash WHERE {alive('f', generation)}"
+            f" JOIN embeddings e ON e.model = ? AND e.hash = {key} WHERE {alive('f', generation)}"
             " ORDER BY c.id",
             (model,),
         ).fetchall()
@@ -312,13 +340,6 @@ class Store:
             len(rows), -1
         )
         return ids, matrix
-
-    def prune_embeddings(self, model: str) -> None:
-        """Forget vectors no stored chunk uses any more (the cache would otherwise only grow)."""
-        with _transaction(self.db):
-            self.db.execute(
-                "DELETE FROM embeddings WHERE model != ? OR hash NOT IN (SELECT hash FROM chunks)", (model,)
-            )
 
     def transaction(self) -> _Transaction:
         return _transaction(self.db)

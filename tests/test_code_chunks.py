@@ -235,6 +235,32 @@ def test_the_embedder_reads_signature_and_docstring_before_decorators() -> None:
     assert decorators_last(unclosed) == unclosed
 
 
+def test_the_first_chunk_of_a_documented_definition_carries_its_docstring_as_summary() -> None:
+    body = "".join(f"        total += step({i})\n" for i in range(30))
+    source = (
+        "class Ledger:\n"
+        '    """Keeps the accounts."""\n'
+        "\n"
+        "    def balance(self, steps):\n"
+        '        """Sum of every step,\n\n        oldest first."""\n'
+        f"        total = 0\n{body}        return total\n"
+        "\n"
+        "    def reset(self):\n"
+        "        self.total = 0\n"
+    )
+    chunks = parse_code("ledger.py", "python", source, max_chunk_lines=10).chunks
+    summaries = [(c.symbol, c.summary) for c in chunks]
+    balance = [s for symbol, s in summaries if symbol == "ledger.Ledger.balance"]
+    assert len(balance) > 1 and balance[0] == "Sum of every step,\n\noldest first." and not any(balance[1:])
+    assert ("ledger.Ledger", "Keeps the accounts.") in summaries
+    assert ("ledger.Ledger.reset", "") in summaries
+    assert [c.summary_hash == "" for c in chunks] == [not c.summary for c in chunks]
+    (add,) = parse_code(
+        "calc.js", "javascript", "/** Adds two numbers. */\nfunction add(a, b) { return a + b; }\n"
+    ).chunks
+    assert add.summary == "Adds two numbers."
+
+
 # ---------------------------------------------------------------- one sample per language
 
 

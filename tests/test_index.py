@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,8 @@ def test_incremental_edit_add_delete_rename(tmp_path: Path, embedder) -> None:
     # tax.py and refunds.py: one chunk each; the renamed cart.py → basket.py: 5 chunks whose embedded
     # text names their new path. Nothing else is embedded again.
     assert summary.embedded == 7
+    # Summaries' vectors are keyed by their text alone: only tax.py's new docstring is embedded.
+    assert summary.summaries_embedded == 1
     index = open_index(tmp_path, embedder)
     assert {h.chunk.path for h in index.search("zero rated goods", mode="bm25", k=3)} >= {"shop/tax.py"}
     assert not index.search("Discounts are percentages", mode="bm25", k=10, where=None) or all(
@@ -170,6 +173,29 @@ def test_chunks_stored_under_an_earlier_text_recipe_keep_and_renew_their_vectors
     assert build(tmp_path, renamed).embedded == 0  # the new vectors are found under the stored keys
     index = Index.open(tmp_path, Config(), embedder=renamed)
     assert len(index.dense) == index.chunk_count
+
+
+def test_hybrid_also_matches_questions_against_docstrings(tmp_path: Path, embedder) -> None:
+    write_tree(tmp_path, REPO)
+    assert build(tmp_path, embedder).summaries_embedded == 4
+    assert build(tmp_path, embedder).summaries_embedded == 0
+    index = open_index(tmp_path, embedder)
+    documented = index.store.chunks_by_id([int(i) for i in index.summary_dense.chunk_ids])
+    assert {c.chunk.symbol: c.chunk.summary for c in documented.values()} == {
+        "shop.pricing.apply_discount": "Reduce a price by a percentage discount.",
+        "shop.pricing.gross_price": "Add value added tax to a net price.",
+        "shop.tax.vat_rate": "The VAT rate for the shop.",
+        "shop.cart.Cart": "A shopping cart holding items.",
+    }
+    (only,) = index.lexical.search_summaries("percentage", 10)
+    assert documented[only[0]].chunk.symbol == "shop.pricing.apply_discount"
+    (cart,) = index.summary_dense.search(embedder.encode_query("a basket of things to buy"), 1)
+    assert documented[cart[0]].chunk.symbol == "shop.cart.Cart"
+    # First in all four lists (BM25 and dense, over whole chunks and over summaries), or in two.
+    query = "reduce a price by a percentage"
+    assert index.search(query, mode="hybrid", k=1)[0].score == pytest.approx(4 / 61)
+    index.config = Config(search=replace(Config().search, summaries=False))
+    assert index.search(query, mode="hybrid", k=1)[0].score == pytest.approx(2 / 61)
 
 
 def test_readers_keep_their_generation(tmp_path: Path, embedder) -> None:
@@ -234,7 +260,9 @@ def test_secrets_never_reach_any_store_or_output(tmp_path: Path, embedder) -> No
                 f'AWS_ACCESS_KEY_ID = "{SECRETS["aws"]}"\n'
                 f'GITHUB_TOKEN = "{SECRETS["github"]}"\n'
                 f'slack_token = "{SECRETS["slack"]}"\n'
-                "def connect():\n    return AWS_ACCESS_KEY_ID\n"
+                "def connect():\n"
+                f'    """Signs in with {SECRETS["github"]} (a docstring becomes the chunk\'s summary)."""\n'
+                "    return AWS_ACCESS_KEY_ID\n"
             ),
             ".env.production": f"DB_PASSWORD={SECRETS['password']}\n",
             "deploy/key.md": (
@@ -251,6 +279,9 @@ def test_secrets_never_reach_any_store_or_output(tmp_path: Path, embedder) -> No
     for name, secret in SECRETS.items():
         assert secret.encode() not in blobs, name
     index = open_index(tmp_path, embedder)
+    assert any(
+        c.chunk.summary.startswith("Signs in with") for c in index.store.alive_chunks(index.generation)
+    )
     texts = [
         h.chunk.text
         for mode in ("bm25", "dense", "hybrid")
@@ -324,7 +355,7 @@ def test_fusion_arithmetic() -> None:
     assert [item for item, _ in fused] == [1, 3, 2]
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
     assert fused[1][1] == pytest.approx(1 / 63 + 1 / 61)
-    mixed = weighted_fusion(bm25, dense, dense_weight=0.5)
+    mixed = weighted_fusion([(bm25, 0.5), (dense, 0.5)])
     assert dict(mixed) == pytest.approx({1: 0.5, 2: 0.5 * 7 / 11, 3: 0.5})
 
 
