@@ -18,13 +18,17 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, fresh_copy
 from repolm.indexer.builder import update_index
 from repolm.indexer.dense import Embedder
-from repolm.indexer.retrieval import Index
+from repolm.indexer.retrieval import Index, SearchFilter
 from repolm.training.metrics import bootstrap
 from report import machine, write_report
 
@@ -34,21 +38,36 @@ LEXICAL_STAGES = ("discovery", "parsing", "graph", "lexical")
 MODES = ("bm25", "dense", "hybrid")
 # Query latency is timed on this many queries, spread over the repository (quality uses --queries).
 LATENCY_QUERIES = 300
-# A query's text and the qualnames of the functions it describes (any of them is a right answer).
-Query = tuple[str, frozenset[str]]
-# (fusion, dense weight, summaries): RRF, then the normalised-score mix with more and more weight on
-# dense; each with and without the lists over the definitions' docstrings.
-FUSIONS = tuple(
-    (fusion, weight, summaries)
-    for summaries in (True, False)
-    for fusion, weight in (
-        ("rrf", 0.5),
-        ("weighted", 0.2),
-        ("weighted", 0.3),
-        ("weighted", 0.4),
-        ("weighted", 0.5),
-    )
-)
+
+
+class RememberingEmbedder(Embedder):
+    """The embedder, keeping each query's vector while `remember` is on: quality runs search every
+    query under many settings, and latency runs must embed each query as a user's search does."""
+
+    remember = True
+
+    @cached_property
+    def _vectors(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def encode_query(self, text: str) -> np.ndarray:
+        if not self.remember:
+            return super().encode_query(text)
+        if text not in self._vectors:
+            self._vectors[text] = super().encode_query(text)
+        return self._vectors[text]
+
+
+class Query(NamedTuple):
+    text: str
+    relevant: frozenset[str]  # qualnames of the functions it describes: any of them is a right answer
+    source: str = ""  # the docs file the text was taken from, kept out of the results ("": none)
+
+
+# (fusion, dense weight): RRF, then the normalised-score mix with more and more weight on dense.
+FUSIONS = (("rrf", 0.5), ("weighted", 0.2), ("weighted", 0.3), ("weighted", 0.4), ("weighted", 0.5))
+# Sphinx's reference directives: `.. method:: Class.name(args)`, the class and module they sit in.
+DIRECTIVE = re.compile(r"^( *)\.\. (function|method|class|module|currentmodule)::\s*([\w.]*)")
 
 
 def full_index(repo: Path) -> dict[str, object]:
@@ -122,7 +141,7 @@ def incremental(repo: Path, embedder: Embedder, repeats: int = 7) -> dict[str, o
 
 
 def docstring_queries(index: Index, limit: int = 0) -> list[Query]:
-    """(query, relevant qualnames): the docstring's first sentence with the function's name removed.
+    """The docstring's first sentence with the function's name removed; relevant: that function.
 
     The name goes where it is a word or part of one split on punctuation ("GET", "json-encoded"), not
     where it is merely inside a word ("information" stays for `info`). A query text that several
@@ -136,16 +155,135 @@ def docstring_queries(index: Index, limit: int = 0) -> list[Query]:
     ).fetchall()
     queries: dict[str, set[str]] = {}
     for name, qualname, docstring in rows:
-        sentence = re.split(r"(?<=[.!?])\s|\n\s*\n", docstring.strip(), maxsplit=1)[0]
-        words = [w for w in sentence.split() if name.lower() not in re.split(r"\W+", w.lower())]
-        query = " ".join(words).strip()
+        query = _without_name(_first_sentence(docstring), name)
         if len(query.split()) >= 3:
             queries.setdefault(query, set()).add(qualname)
-    pairs = sorted((query, frozenset(names)) for query, names in queries.items())
+    pairs = sorted(Query(query, frozenset(names)) for query, names in queries.items())
     if limit <= 0:
         return pairs
     step = max(1, len(pairs) // limit)  # an even spread over the repository, same every run
     return pairs[::step][:limit]
+
+
+def reference_queries(index: Index) -> list[Query]:
+    """Queries written apart from the code: the project's reference docs (reST `.. function::` and
+    `.. method::` directives), the first sentence of a directive's description with the name removed.
+
+    Relevant: the non-test definitions of that name in the class the docs put it in (the directive's
+    dotted prefix, the current module's last capitalised part, or the enclosing `.. class::`), or
+    module-level functions for `.. function::`; those of the docs' current module if it has any.
+    Queries whose name matches no definition, or more than 3, are left out. The docs file the text
+    comes from is kept out of the results: it holds the very sentence.
+    """
+    docs = index.store.db.execute(
+        "SELECT path FROM files WHERE gen_removed IS NULL AND (path LIKE '%.txt' OR path LIKE '%.rst')"
+        " ORDER BY path"
+    ).fetchall()
+    queries: dict[tuple[str, str], set[str]] = {}
+    for (path,) in docs:
+        lines = (index.root / path).read_text(encoding="utf-8", errors="replace").split("\n")
+        for kind, name, owner, module, description in _directives(lines):
+            query = _without_name(_first_sentence(description), name)
+            relevant = _definitions_named(index, name, owner if kind == "method" else None, module)
+            if len(query.split()) >= 3 and 1 <= len(relevant) <= 3:
+                queries.setdefault((query, path), set()).update(relevant)
+    return sorted(Query(query, frozenset(names), path) for (query, path), names in queries.items())
+
+
+def in_docstrings(index: Index, queries: list[Query]) -> int:
+    """How many queries' text stands word for word in a relevant function's docstring."""
+    count = 0
+    for query in queries:
+        marks = ",".join("?" * len(query.relevant))
+        docstrings = index.store.db.execute(
+            f"SELECT docstring FROM definitions WHERE qualname IN ({marks})", sorted(query.relevant)
+        ).fetchall()
+        count += any(query.text in " ".join(docstring.split()) for (docstring,) in docstrings)
+    return count
+
+
+def _directives(lines: list[str]) -> list[tuple[str, str, str | None, str, str]]:
+    """(kind, name, class, module, description) of each function or method directive."""
+    found = []
+    module = ""
+    classes: list[tuple[int, str]] = []  # enclosing `.. class::` directives: (indentation, name)
+    for number, line in enumerate(lines):
+        match = DIRECTIVE.match(line)
+        if not match:
+            continue
+        indent, kind, dotted = len(match.group(1)), match.group(2), match.group(3)
+        classes = [(i, name) for i, name in classes if i < indent]
+        if kind in ("module", "currentmodule"):
+            module = dotted
+            continue
+        if kind == "class":
+            classes.append((indent, dotted.rsplit(".", 1)[-1]))
+            continue
+        *prefix, name = dotted.split(".")
+        context = [*module.split("."), *prefix]
+        owner = next((part for part in reversed(context) if part[:1].isupper()), None)
+        owner = owner or (classes[-1][1] if classes else None)
+        description = _description(lines, number, indent)
+        if description:
+            found.append((kind, name, owner, module, description))
+    return found
+
+
+def _description(lines: list[str], number: int, indent: int) -> str:
+    """The first paragraph of a directive's body that does not open with emphasis (Django opens some
+    with "*Asynchronous version*: ..."), up to a nested directive (a note, a version change)."""
+    paragraphs: list[list[str]] = [[]]
+    stacked = True  # directives on the very next lines share this one's body
+    for line in lines[number + 1 :]:
+        text = line.strip()
+        if text and len(line) - len(line.lstrip()) <= indent:
+            if stacked and text.startswith(".. "):
+                continue
+            break
+        stacked = False
+        if text.startswith(".. "):
+            break
+        if text.startswith(":") and paragraphs == [[]]:
+            continue  # the directive's options
+        if text:
+            paragraphs[-1].append(text)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    plain = next((p for p in paragraphs if p and not p[0].startswith("*")), [])
+    return _plain(" ".join(plain))
+
+
+def _plain(rest: str) -> str:
+    """reST inline markup as the words a reader sees."""
+    rest = re.sub(
+        r":\w+:`~([\w.]*?)(\(\))?`", lambda m: m.group(1).rsplit(".", 1)[-1] + (m.group(2) or ""), rest
+    )
+    rest = re.sub(r"(?::\w+:)?`([^`<]*?)\s*(?:<[^>]*>)?`_{0,2}", r"\1", rest)
+    return re.sub(r"``([^`]*)``", r"\1", rest)
+
+
+def _definitions_named(index: Index, name: str, owner: str | None, module: str) -> set[str]:
+    rows = index.store.db.execute(
+        "SELECT d.qualname, d.scope, d.kind FROM definitions d JOIN files f ON f.id = d.file_id"
+        " WHERE f.gen_removed IS NULL AND d.name = ? AND d.kind IN ('function', 'method')"
+        " AND f.path NOT LIKE 'tests/%' AND f.path NOT LIKE '%/tests/%'",
+        (name,),
+    ).fetchall()
+    if owner:
+        chosen = {qualname for qualname, scope, _ in rows if scope.rsplit(".", 1)[-1] == owner}
+    else:
+        chosen = {qualname for qualname, _, kind in rows if kind == "function"}
+    in_module = {qualname for qualname in chosen if module and qualname.startswith(module + ".")}
+    return in_module or chosen
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s|\n\s*\n", text.strip(), maxsplit=1)[0]
+
+
+def _without_name(sentence: str, name: str) -> str:
+    words = [w for w in sentence.split() if name.lower() not in re.split(r"\W+", w.lower())]
+    return " ".join(words).strip()
 
 
 def retrieval_quality(index: Index, queries: list[Query]) -> dict[str, dict[str, object]]:
@@ -174,22 +312,33 @@ def fusion_sweep(index: Index, queries: list[Query]) -> dict[str, dict[str, floa
     """Hybrid quality under each fusion setting, so the default's choice is visible next to the rest."""
     configured = index.config
     results = {}
-    for fusion, dense_weight, summaries in FUSIONS:
-        search = replace(configured.search, fusion=fusion, dense_weight=dense_weight, summaries=summaries)
-        index.config = replace(configured, search=search)
+    for fusion, dense_weight in FUSIONS:
+        index.config = replace(
+            configured, search=replace(configured.search, fusion=fusion, dense_weight=dense_weight)
+        )
         label = f"rrf k={configured.search.rrf_k}" if fusion == "rrf" else f"weighted {dense_weight}"
-        label += "" if summaries else ", no summaries"
         results[label] = _summary(_ranks(index, queries, "hybrid"))
     index.config = configured
     return results
 
 
+def without_summaries(index: Index, queries: list[Query]) -> dict[str, dict[str, object]]:
+    """`retrieval_quality` with every mode reading whole chunks only (`[search] summaries = false`)."""
+    configured = index.config
+    index.config = replace(configured, search=replace(configured.search, summaries=False))
+    try:
+        return retrieval_quality(index, queries)
+    finally:
+        index.config = configured
+
+
 def _ranks(index: Index, queries: list[Query], mode: str) -> list[int | None]:
     """Each query's rank of the first chunk of a relevant function in the top 10 (None: not there)."""
     ranks = []
-    for query, relevant in queries:
-        hits = index.search(query, mode=mode, k=10)
-        ranks.append(next((i for i, h in enumerate(hits, 1) if h.chunk.symbol in relevant), None))
+    for query in queries:
+        where = SearchFilter(exclude_paths=frozenset({query.source})) if query.source else None
+        hits = index.search(query.text, mode=mode, k=10, where=where)
+        ranks.append(next((i for i, h in enumerate(hits, 1) if h.chunk.symbol in query.relevant), None))
     return ranks
 
 
@@ -202,12 +351,12 @@ def _summary(ranks: list[int | None]) -> dict[str, float]:
 def latency(index: Index, queries: list[Query]) -> dict[str, dict[str, float]]:
     results = {}
     for mode in MODES:
-        for query, _ in queries[:10]:  # warm caches and lazy loads
-            index.search(query, mode=mode, k=10)
+        for query in queries[:10]:  # warm caches and lazy loads
+            index.search(query.text, mode=mode, k=10)
         times = []
-        for query, _ in queries:
+        for query in queries:
             start = time.perf_counter()
-            index.search(query, mode=mode, k=10)
+            index.search(query.text, mode=mode, k=10)
             times.append((time.perf_counter() - start) * 1000)
         times.sort()
         results[mode] = {
@@ -223,7 +372,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=0, help="docstring queries per repository (0: all)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/index.json"))
     args = parser.parse_args()
-    embedder = Embedder.from_config(Config().index)  # the settings `repolm index` embeds chunks with
+    # The settings `repolm index` embeds chunks with.
+    embedder = RememberingEmbedder.from_config(Config().index)
     report: dict[str, object] = {
         "machine": machine(),
         "corpora": {},
@@ -235,11 +385,23 @@ def main() -> None:
             result: dict[str, object] = {"full_index": full_index(repo)}
             print(json.dumps(result["full_index"], indent=1), flush=True)
             index = Index.open(repo, Config(), embedder=embedder)
-            queries = docstring_queries(index, args.queries)
-            result["queries"] = len(queries)
-            result["retrieval"] = retrieval_quality(index, queries)
-            result["fusion"] = fusion_sweep(index, queries)
-            print(json.dumps(result["retrieval"] | result["fusion"], indent=1), flush=True)
+            embedder.remember = True
+            for label, queries in (
+                ("docstring", docstring_queries(index, args.queries)),
+                ("reference", reference_queries(index)),
+            ):
+                if not queries:
+                    continue
+                quality: dict[str, object] = {
+                    "queries": len(queries),
+                    "in a docstring": in_docstrings(index, queries),
+                }
+                quality["retrieval"] = retrieval_quality(index, queries)
+                quality["without summaries"] = without_summaries(index, queries)
+                quality["fusion"] = fusion_sweep(index, queries)
+                result[f"{label} queries"] = quality
+                print(label, json.dumps(quality, indent=1), flush=True)
+            embedder.remember = False
             result["latency"] = latency(index, docstring_queries(index, LATENCY_QUERIES))
             print(json.dumps(result["latency"], indent=1), flush=True)
             index.close()

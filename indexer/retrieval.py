@@ -173,23 +173,26 @@ class Index:
         return [Hit(cid, stored[cid].chunk, score) for cid, score in chosen if cid in stored]
 
     def _ranked(self, query: str, mode: str, pool: int, settings: SearchConfig) -> list[tuple[int, float]]:
-        if mode == "bm25":
-            return self.lexical.search(query, pool)
-        if mode == "dense":
-            return self.dense.search(self.query_embedder.encode_query(query), pool)
-        vector = self.query_embedder.encode_query(query)
-        # (lexical, dense) pairs: over the chunks' whole text, then over their summaries.
-        views = [(self.lexical.search(query, pool), self.dense.search(vector, pool))]
-        if settings.summaries:
-            views.append(
-                (self.lexical.search_summaries(query, pool), self.summary_dense.search(vector, pool))
-            )
+        # (ranking, weight) per list this mode reads: a retriever's list over the chunks' whole text, and
+        # with `summaries` its list over the definitions' docstrings, so that every mode sees the same
+        # fields and hybrid differs from the single modes only by fusing the two retrievers.
+        lists: list[tuple[list[tuple[int, float]], float]] = []
+        if mode in ("bm25", "hybrid"):
+            weight = 1.0 - settings.dense_weight if mode == "hybrid" else 1.0
+            lists.append((self.lexical.search(query, pool), weight))
+            if settings.summaries:
+                lists.append((self.lexical.search_summaries(query, pool), weight))
+        if mode in ("dense", "hybrid"):
+            weight = settings.dense_weight if mode == "hybrid" else 1.0
+            vector = self.query_embedder.encode_query(query)
+            lists.append((self.dense.search(vector, pool), weight))
+            if settings.summaries:
+                lists.append((self.summary_dense.search(vector, pool), weight))
+        if len(lists) == 1:
+            return lists[0][0]
         if settings.fusion == "weighted":
-            lexical_weight = 1.0 - settings.dense_weight
-            weighted = [(ranking, lexical_weight) for ranking, _ in views]
-            weighted += [(ranking, settings.dense_weight) for _, ranking in views]
-            return weighted_fusion(weighted)
-        return reciprocal_rank_fusion([ranking for pair in views for ranking in pair], settings.rrf_k)
+            return weighted_fusion(lists)
+        return reciprocal_rank_fusion([ranking for ranking, _ in lists], settings.rrf_k)
 
 
 def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:

@@ -68,7 +68,8 @@ class SearchConfig:
     fusion: str = "rrf"  # rrf | weighted
     rrf_k: int = 60
     dense_weight: float = 0.5  # only for fusion = "weighted"
-    # Hybrid also fuses BM25 and dense lists over the definitions' docstrings (`Chunk.summary`).
+    # Every mode also ranks the definitions' docstrings (`Chunk.summary`) on their own, and fuses that
+    # list with its list over whole chunks.
     summaries: bool = True
     per_file_cap: int = 3
     candidates: int = 50  # hits taken from each retriever before fusion

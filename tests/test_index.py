@@ -191,11 +191,19 @@ def test_hybrid_also_matches_questions_against_docstrings(tmp_path: Path, embedd
     assert documented[only[0]].chunk.symbol == "shop.pricing.apply_discount"
     (cart,) = index.summary_dense.search(embedder.encode_query("a basket of things to buy"), 1)
     assert documented[cart[0]].chunk.symbol == "shop.cart.Cart"
-    # First in all four lists (BM25 and dense, over whole chunks and over summaries), or in two.
+    # First in all four lists (BM25 and dense, over whole chunks and over summaries); each single mode
+    # fuses its own two lists, so hybrid differs from it only by the other retriever.
     query = "reduce a price by a percentage"
     assert index.search(query, mode="hybrid", k=1)[0].score == pytest.approx(4 / 61)
+    for mode in ("bm25", "dense"):
+        (hit,) = index.search(query, mode=mode, k=1)
+        assert (hit.chunk.symbol, hit.score) == ("shop.pricing.apply_discount", pytest.approx(2 / 61))
     index.config = Config(search=replace(Config().search, summaries=False))
     assert index.search(query, mode="hybrid", k=1)[0].score == pytest.approx(2 / 61)
+    # Without summaries a single mode's scores are its retriever's own: BM25's, and cosine similarity.
+    (lexical,) = index.lexical.search(query, 1)
+    assert index.search(query, mode="bm25", k=1)[0].score == pytest.approx(lexical[1])
+    assert 0 < index.search(query, mode="dense", k=1)[0].score < 1
 
 
 def test_readers_keep_their_generation(tmp_path: Path, embedder) -> None:
