@@ -29,9 +29,11 @@ from .languages import language_for_path
 from .lexical import LexicalWriter, remove_stale
 from .records import ParsedFile, content_hash
 from .secrets import redact
-from .store import FileRow, Store, StoredChunk
+from .store import DB_NAME, FileRow, OutdatedIndexError, Store, StoredChunk
 
 LOCK_NAME = "index.lock"
+# An index of an earlier format, set aside while its replacement is built: its vectors are carried over.
+OUTDATED_NAME = "outdated.sqlite"
 
 # (stage, done, total) — the CLI draws a progress bar from it, the server sends $/progress.
 Progress = Callable[[str, int, int], None]
@@ -118,8 +120,13 @@ def update_index(
     with index_lock(index_dir):
         if rebuild:
             _wipe(index_dir)
-        store = Store.open(index_dir, create=True)
         try:
+            store = Store.open(index_dir, create=True)
+        except OutdatedIndexError:
+            _set_aside(index_dir)
+            store = Store.open(index_dir, create=True)
+        try:
+            _adopt_outdated_vectors(store, index_dir)
             return _update(root, config, store, embedder, report, clock)
         finally:
             store.close()
@@ -268,9 +275,30 @@ def _fill_totals(summary: IndexSummary, store: Store, found: Discovery) -> None:
     summary.invalid_utf8_files = len(found.invalid_utf8)
 
 
-def _wipe(index_dir: Path) -> None:
+def _set_aside(index_dir: Path) -> None:
+    """Move an outdated index's database aside (with its WAL files, so that it stays whole) and remove
+    the rest of the folder, so that a new index is built in its place."""
+    for suffix in ("", "-wal", "-shm"):
+        if (index_dir / f"{DB_NAME}{suffix}").exists():
+            os.replace(index_dir / f"{DB_NAME}{suffix}", index_dir / f"{OUTDATED_NAME}{suffix}")
+    _wipe(index_dir, keep=OUTDATED_NAME)
+
+
+def _adopt_outdated_vectors(store: Store, index_dir: Path) -> None:
+    """Carry the vectors of an index set aside into the new one, then delete it. A run killed before
+    the delete does this again (the copy is one transaction that skips vectors already there)."""
+    outdated = index_dir / OUTDATED_NAME
+    if not outdated.exists():
+        return
+    store.adopt_vectors(outdated)
+    for suffix in ("", "-wal", "-shm"):
+        (index_dir / f"{OUTDATED_NAME}{suffix}").unlink(missing_ok=True)
+
+
+def _wipe(index_dir: Path, keep: str = "") -> None:
+    """Empty the index folder, but for its lock and the files whose names start with `keep`."""
     for entry in index_dir.iterdir():
-        if entry.name == LOCK_NAME:
+        if entry.name == LOCK_NAME or (keep and entry.name.startswith(keep)):
             continue
         if entry.is_dir():
             shutil.rmtree(entry)

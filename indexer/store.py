@@ -70,6 +70,10 @@ class IndexFormatError(RuntimeError):
     """The folder holds no repolm index, a damaged one, or one of another format version."""
 
 
+class OutdatedIndexError(IndexFormatError):
+    """The folder holds an index of an earlier format version, which `repolm index` rebuilds."""
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -121,6 +125,12 @@ class Store:
                 _set_meta(db, "format_version", str(FORMAT_VERSION))
                 _set_meta(db, "current_generation", "0")
         elif version != str(FORMAT_VERSION):
+            db.close()
+            if version.isdigit() and int(version) < FORMAT_VERSION:
+                raise OutdatedIndexError(
+                    f"{index_dir} holds index format {version}, of an earlier repolm; this one reads format "
+                    f"{FORMAT_VERSION}. Run `repolm index`: it rebuilds the index and keeps its vectors."
+                )
             raise IndexFormatError(
                 f"{index_dir} holds index format {version}; this repolm reads format {FORMAT_VERSION}. "
                 "Delete the folder or run `repolm index --rebuild`."
@@ -319,6 +329,19 @@ class Store:
             self.db.executemany(
                 "INSERT OR REPLACE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)", rows
             )
+
+    def adopt_vectors(self, other: Path) -> None:
+        """Copy the embedding cache of the index database at `other` (an outdated one) into this one.
+        Its vectors stay right: they are keyed by the embedder and by exactly the text it read, and
+        those that no chunk asks for again are merely never looked up."""
+        self.db.execute("ATTACH DATABASE ? AS other", (str(other),))  # not allowed inside a transaction
+        try:
+            with _transaction(self.db):
+                self.db.execute(
+                    "INSERT OR IGNORE INTO embeddings SELECT model, hash, vector FROM other.embeddings"
+                )
+        finally:
+            self.db.execute("DETACH DATABASE other")
 
     def alive_vectors(
         self, generation: int, model: str, summaries: bool = False

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_tree
-from repolm.indexer.builder import update_index
+from repolm.indexer.builder import OUTDATED_NAME, update_index
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index, SearchFilter, reciprocal_rank_fusion, weighted_fusion
-from repolm.indexer.store import IndexFormatError, Store
+from repolm.indexer.store import IndexFormatError, OutdatedIndexError, Store
 
 from repolm.config import Config
 
@@ -354,6 +354,46 @@ def test_corrupt_and_foreign_indexes_fail_clearly(tmp_path: Path, embedder) -> N
         (tmp_path / ".repolm" / name).unlink(missing_ok=True)
     with pytest.raises(IndexFormatError, match="not a readable repolm index"):
         open_index(tmp_path, embedder)
+
+
+def _mark_outdated(index_dir: Path) -> int:
+    """Label the index as written by an earlier format version; the number of vectors it holds."""
+    store = Store.open(index_dir)
+    store.db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+    vectors = int(store.db.execute("SELECT count(*) FROM embeddings").fetchone()[0])
+    store.close()
+    return vectors
+
+
+def test_an_outdated_index_is_rebuilt_and_keeps_its_vectors(tmp_path: Path, embedder) -> None:
+    write_tree(tmp_path, REPO)
+    first = build(tmp_path, embedder)
+    index_dir = tmp_path / ".repolm"
+    vectors = _mark_outdated(index_dir)
+    assert vectors == first.embedded + first.summaries_embedded > 0
+    with pytest.raises(OutdatedIndexError, match="Run `repolm index`: it rebuilds"):
+        open_index(tmp_path, embedder)
+    rebuilt = build(tmp_path, embedder)
+    # Every file parsed again into a new index, and nothing embedded again: the vectors came along.
+    assert (rebuilt.generation, rebuilt.added, rebuilt.embedded, rebuilt.summaries_embedded) == (1, 4, 0, 0)
+    assert sorted(p.name for p in index_dir.iterdir() if p.name.startswith(OUTDATED_NAME)) == []
+    index = open_index(tmp_path, embedder)
+    assert len(index.dense) == index.chunk_count
+    assert index.search("percentage discount", k=1)[0].chunk.symbol == "shop.pricing.apply_discount"
+    index.close()
+
+    # A run killed after setting the old database aside and creating the new one: the next run still
+    # carries the vectors over, and then deletes the old database.
+    _mark_outdated(index_dir)
+    with pytest.raises(OutdatedIndexError):
+        Store.open(index_dir, create=True)
+    for suffix in ("", "-wal", "-shm"):
+        if (index_dir / f"index.sqlite{suffix}").exists():
+            os.replace(index_dir / f"index.sqlite{suffix}", index_dir / f"{OUTDATED_NAME}{suffix}")
+    Store.open(index_dir, create=True).close()
+    rebuilt = build(tmp_path, embedder)
+    assert (rebuilt.added, rebuilt.embedded, rebuilt.summaries_embedded) == (4, 0, 0)
+    assert not (index_dir / OUTDATED_NAME).exists()
 
 
 def test_fusion_arithmetic() -> None:
