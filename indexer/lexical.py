@@ -21,9 +21,11 @@ from .tokens import analyzed, code_tokens
 ANALYZER = "code"
 # What `search` matches, and how much a term found in each field weighs.
 FIELD_BOOSTS = {"symbol": 2.0, "content": 1.0, "path": 0.5}
-# What `search_summaries` matches: the chunk's summary (its definition's docstring) alone, so that a
-# short description is not drowned by the many words of a long body that mentions the same terms.
+# The chunk's summary (its definition's docstring), matched as a field of its own when asked for: BM25
+# normalises each field by its own length, so a short description that holds the query's words scores
+# high even when the body around it is long.
 SUMMARY_FIELD = "summary"
+SUMMARY_BOOST = 1.0
 _LOCK_FILES = {".tantivy-writer.lock", ".tantivy-meta.lock"}
 
 
@@ -92,15 +94,10 @@ class LexicalReader:
     def num_docs(self) -> int:
         return int(self.searcher.num_docs)
 
-    def search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) pairs over the chunks' text, symbol and path, best first."""
-        return self._search(query, limit, FIELD_BOOSTS)
-
-    def search_summaries(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) pairs over the chunks' summaries, best first."""
-        return self._search(query, limit, {SUMMARY_FIELD: 1.0})
-
-    def _search(self, query: str, limit: int, boosts: dict[str, float]) -> list[tuple[int, float]]:
+    def search(self, query: str, limit: int, summaries: bool = False) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) pairs over the chunks' text, symbol and path (and with `summaries`
+        their summary), best first."""
+        boosts = FIELD_BOOSTS | ({SUMMARY_FIELD: SUMMARY_BOOST} if summaries else {})
         terms = dict.fromkeys(code_tokens(query))
         if not terms or limit <= 0:
             return []

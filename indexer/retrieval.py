@@ -173,26 +173,38 @@ class Index:
         return [Hit(cid, stored[cid].chunk, score) for cid, score in chosen if cid in stored]
 
     def _ranked(self, query: str, mode: str, pool: int, settings: SearchConfig) -> list[tuple[int, float]]:
-        # (ranking, weight) per list this mode reads: a retriever's list over the chunks' whole text, and
-        # with `summaries` its list over the definitions' docstrings, so that every mode sees the same
-        # fields and hybrid differs from the single modes only by fusing the two retrievers.
-        lists: list[tuple[list[tuple[int, float]], float]] = []
-        if mode in ("bm25", "hybrid"):
-            weight = 1.0 - settings.dense_weight if mode == "hybrid" else 1.0
-            lists.append((self.lexical.search(query, pool), weight))
-            if settings.summaries:
-                lists.append((self.lexical.search_summaries(query, pool), weight))
-        if mode in ("dense", "hybrid"):
-            weight = settings.dense_weight if mode == "hybrid" else 1.0
-            vector = self.query_embedder.encode_query(query)
-            lists.append((self.dense.search(vector, pool), weight))
-            if settings.summaries:
-                lists.append((self.summary_dense.search(vector, pool), weight))
-        if len(lists) == 1:
-            return lists[0][0]
+        if mode == "bm25":
+            return self._lexical_ranking(query, pool, settings)
+        if mode == "dense":
+            return self._dense_ranking(query, pool, settings)
+        lexical = self._lexical_ranking(query, pool, settings)
+        dense = self._dense_ranking(query, pool, settings)
         if settings.fusion == "weighted":
-            return weighted_fusion(lists)
-        return reciprocal_rank_fusion([ranking for ranking, _ in lists], settings.rrf_k)
+            return weighted_fusion([(lexical, 1.0 - settings.dense_weight), (dense, settings.dense_weight)])
+        return reciprocal_rank_fusion([lexical, dense], settings.rrf_k)
+
+    # With `summaries`, each retriever also reads the definitions' docstrings (`Chunk.summary`), so
+    # that every mode sees the same text and hybrid differs from the others only by fusing them.
+    def _lexical_ranking(self, query: str, pool: int, settings: SearchConfig) -> list[tuple[int, float]]:
+        return self.lexical.search(query, pool, summaries=settings.summaries)
+
+    def _dense_ranking(self, query: str, pool: int, settings: SearchConfig) -> list[tuple[int, float]]:
+        vector = self.query_embedder.encode_query(query)
+        whole = self.dense.search(vector, pool)
+        if not settings.summaries:
+            return whole
+        return nearest_of([whole, self.summary_dense.search(vector, pool)])[:pool]
+
+
+def nearest_of(rankings: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """Several vectors per item: each item at its best similarity (the top of the union of the lists'
+    tops is the true top by that score)."""
+    best: dict[int, float] = {}
+    for ranking in rankings:
+        for item, score in ranking:
+            if item not in best or score > best[item]:
+                best[item] = score
+    return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
 def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:

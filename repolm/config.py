@@ -68,8 +68,8 @@ class SearchConfig:
     fusion: str = "rrf"  # rrf | weighted
     rrf_k: int = 60
     dense_weight: float = 0.5  # only for fusion = "weighted"
-    # Every mode also ranks the definitions' docstrings (`Chunk.summary`) on their own, and fuses that
-    # list with its list over whole chunks.
+    # Every mode also reads the definitions' docstrings (`Chunk.summary`): BM25 as a field of their own,
+    # dense by their own vectors (a chunk scores its nearer vector).
     summaries: bool = True
     per_file_cap: int = 3
     candidates: int = 50  # hits taken from each retriever before fusion

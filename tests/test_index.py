@@ -175,7 +175,7 @@ def test_chunks_stored_under_an_earlier_text_recipe_keep_and_renew_their_vectors
     assert len(index.dense) == index.chunk_count
 
 
-def test_hybrid_also_matches_questions_against_docstrings(tmp_path: Path, embedder) -> None:
+def test_every_mode_also_reads_the_docstrings(tmp_path: Path, embedder) -> None:
     write_tree(tmp_path, REPO)
     assert build(tmp_path, embedder).summaries_embedded == 4
     assert build(tmp_path, embedder).summaries_embedded == 0
@@ -187,23 +187,30 @@ def test_hybrid_also_matches_questions_against_docstrings(tmp_path: Path, embedd
         "shop.tax.vat_rate": "The VAT rate for the shop.",
         "shop.cart.Cart": "A shopping cart holding items.",
     }
-    (only,) = index.lexical.search_summaries("percentage", 10)
-    assert documented[only[0]].chunk.symbol == "shop.pricing.apply_discount"
-    (cart,) = index.summary_dense.search(embedder.encode_query("a basket of things to buy"), 1)
-    assert documented[cart[0]].chunk.symbol == "shop.cart.Cart"
-    # First in all four lists (BM25 and dense, over whole chunks and over summaries); each single mode
-    # fuses its own two lists, so hybrid differs from it only by the other retriever.
     query = "reduce a price by a percentage"
-    assert index.search(query, mode="hybrid", k=1)[0].score == pytest.approx(4 / 61)
-    for mode in ("bm25", "dense"):
-        (hit,) = index.search(query, mode=mode, k=1)
-        assert (hit.chunk.symbol, hit.score) == ("shop.pricing.apply_discount", pytest.approx(2 / 61))
-    index.config = Config(search=replace(Config().search, summaries=False))
+    by_id = {c.id: c.chunk.symbol for c in index.store.alive_chunks(index.generation)}
+    discount = next(i for i, symbol in by_id.items() if symbol == "shop.pricing.apply_discount")
+    # BM25: the summary is one more field, which adds its own score to the chunk's.
+    plain = dict(index.lexical.search(query, 10))
+    with_summary = dict(index.lexical.search(query, 10, summaries=True))
+    assert with_summary[discount] > plain[discount]
+    assert all(with_summary[i] == pytest.approx(plain[i]) for i in plain if i not in documented)
+    # Dense: a documented chunk scores the nearer of its two vectors.
+    vector = embedder.encode_query(query)
+    whole = dict(index.dense.search(vector, 10))
+    summary = dict(index.summary_dense.search(vector, 10))
+    (hit,) = index.search(query, mode="dense", k=1)
+    assert (hit.chunk_id, hit.score) == (discount, pytest.approx(max(whole[discount], summary[discount])))
+    (cart,) = index.search("a basket of things to buy", mode="dense", k=1)
+    assert cart.chunk.symbol == "shop.cart.Cart"
+    # Hybrid fuses the two retrievers' lists, each reading both texts: first in both.
     assert index.search(query, mode="hybrid", k=1)[0].score == pytest.approx(2 / 61)
-    # Without summaries a single mode's scores are its retriever's own: BM25's, and cosine similarity.
-    (lexical,) = index.lexical.search(query, 1)
-    assert index.search(query, mode="bm25", k=1)[0].score == pytest.approx(lexical[1])
-    assert 0 < index.search(query, mode="dense", k=1)[0].score < 1
+    # An identifier is still found first, though another docstring holds one of its words.
+    for mode in ("bm25", "hybrid"):
+        assert index.search("apply_discount", mode=mode, k=1)[0].chunk.symbol == "shop.pricing.apply_discount"
+    index.config = Config(search=replace(Config().search, summaries=False))
+    assert index.search(query, mode="bm25", k=1)[0].score == pytest.approx(plain[discount])
+    assert index.search(query, mode="dense", k=1)[0].score == pytest.approx(whole[discount])
 
 
 def test_readers_keep_their_generation(tmp_path: Path, embedder) -> None:
