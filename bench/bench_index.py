@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, fresh_copy
 from repolm.indexer.builder import update_index
-from repolm.indexer.dense import Embedder
+from repolm.indexer.dense import DenseMatrix, Embedder
 from repolm.indexer.retrieval import Index, SearchFilter
 from repolm.training.metrics import bootstrap
 from report import machine, write_report
@@ -366,6 +366,37 @@ def latency(index: Index, queries: list[Query]) -> dict[str, dict[str, float]]:
     return results
 
 
+def scoring_latency(index: Index, queries: list[Query]) -> dict[str, object]:
+    """Dense scoring alone (the query already embedded) over the chunk matrix in float16, as served,
+    and over a float32 copy, taking turns query by query; and how often both give the same top 10."""
+    half = index.dense
+    full = DenseMatrix(half.chunk_ids, half.vectors, dtype=np.float32)
+    vectors = [index.query_embedder.encode_query(query.text) for query in queries]
+    times: dict[str, list[float]] = {"float16": [], "float32": []}
+    same_top = 0
+    for vector in vectors[:10]:  # warm-up
+        half.search(vector, 50)
+        full.search(vector, 50)
+    for vector in vectors:
+        tops = []
+        for label, matrix in (("float16", half), ("float32", full)):
+            start = time.perf_counter()
+            tops.append([item for item, _ in matrix.search(vector, 50)][:10])
+            times[label].append((time.perf_counter() - start) * 1000)
+        same_top += tops[0] == tops[1]
+    result: dict[str, object] = {"vectors": len(half), "queries": len(vectors), "same top 10": same_top}
+    for label, taken in times.items():
+        taken.sort()
+        result[label] = {
+            "p50_ms": round(statistics.median(taken), 3),
+            "p95_ms": round(taken[int(0.95 * (len(taken) - 1))], 3),
+        }
+    result["p50 ratio float16 / float32"] = round(
+        statistics.median(times["float16"]) / statistics.median(times["float32"]), 3
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA))
@@ -402,7 +433,10 @@ def main() -> None:
                 result[f"{label} queries"] = quality
                 print(label, json.dumps(quality, indent=1), flush=True)
             embedder.remember = False
-            result["latency"] = latency(index, docstring_queries(index, LATENCY_QUERIES))
+            timed = docstring_queries(index, LATENCY_QUERIES)
+            result["latency"] = latency(index, timed)
+            result["dense scoring"] = scoring_latency(index, timed)
+            print(json.dumps(result["dense scoring"], indent=1), flush=True)
             print(json.dumps(result["latency"], indent=1), flush=True)
             index.close()
             result["incremental"] = incremental(repo, embedder)
