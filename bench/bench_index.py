@@ -370,7 +370,7 @@ def scoring_latency(index: Index, queries: list[Query]) -> dict[str, object]:
     """Dense scoring alone (the query already embedded) over the chunk matrix in float16, as served,
     and over a float32 copy, taking turns query by query; and how often both give the same top 10."""
     half = index.dense
-    ids, vectors = index.store.alive_vectors(index.generation, index.query_embedder.name)
+    ids, vectors = index.store.alive_vectors(index.generation, index.vector_model)
     full = DenseMatrix(ids, vectors, dtype=np.float32)  # as stored, before float16 rounds them
     vectors = [index.query_embedder.encode_query(query.text) for query in queries]
     times: dict[str, list[float]] = {"float16": [], "float32": []}

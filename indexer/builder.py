@@ -57,6 +57,7 @@ class IndexSummary:
     reparsed: int = 0
     embedded: int = 0  # chunks embedded in this run (the rest came from the cache)
     summaries_embedded: int = 0  # definitions' summaries embedded in this run
+    vectors_pruned: int = 0  # cached vectors no chunk used any more, dropped (Store.prune_vectors)
     redactions: int = 0  # secrets replaced in this run's parsed files
     redactions_total: int = 0
     syntax_error_files: int = 0
@@ -190,6 +191,7 @@ def _update(
         # Every chunk and summary of the generation without a vector from this embedder: the new ones,
         # and all of them once the embedding model or its token cap changed, even when no file did.
         embedder = embedder or Embedder.from_config(config.index)
+        store.rename_vectors(embedder.legacy_name, embedder.name)
         embedded = generation if changed else current
         # Keyed by the stored hash, which lookups join on: one vector per content, and found again even
         # for a chunk stored when `embedding_text` was made differently (then the embedder's name differs).
@@ -214,6 +216,8 @@ def _update(
     if summary.generation == generation:
         store.publish(generation, summary.to_json())
         remove_stale(store.path, keep={generation, current})
+    # After the publish, which purges the chunk rows no reader can see: their vectors count as unused.
+    summary.vectors_pruned = store.prune_vectors(embedder.name)
     return summary
 
 

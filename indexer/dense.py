@@ -6,6 +6,7 @@ of chunks, so no approximate index is needed at the sizes repolm targets.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -66,10 +67,21 @@ class Embedder:
             config.embedding_threads,
         )
 
-    @property
+    @cached_property
     def name(self) -> str:
-        """The cache key for vectors: a different model, truncation or text recipe means different vectors."""
-        return f"{self.path.resolve()}@{self.max_tokens}/{self.dtype}/text{EMBEDDING_TEXT_VERSION}"
+        """The cache key for vectors: a different model, truncation or text recipe means different vectors.
+        The model is named by its files' contents, not their place: a fresh virtualenv, or a nightly job
+        that installs repolm anew, finds the vectors of the same model already in the index."""
+        return f"sha256:{folder_digest(self.path)[:24]}@{self._recipe}"
+
+    @property
+    def legacy_name(self) -> str:
+        """The key that indexes built before `name` went by content hold their vectors under."""
+        return f"{self.path.resolve()}@{self._recipe}"
+
+    @property
+    def _recipe(self) -> str:
+        return f"{self.max_tokens}/{self.dtype}/text{EMBEDDING_TEXT_VERSION}"
 
     @cached_property
     def dtype(self) -> str:
@@ -110,6 +122,26 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over the relative path and the content of each file in `folder` that can shape the
+    vectors (hidden files and Markdown left out), in path order. About 0.3 s for MiniLM's 90 MB."""
+    digest = hashlib.sha256()
+    files = sorted(
+        (path.relative_to(folder).as_posix(), path)
+        for path in folder.rglob("*")
+        if path.is_file() and not _irrelevant(path.relative_to(folder))
+    )
+    for relative, path in files:
+        with path.open("rb") as handle:
+            content = hashlib.file_digest(handle, "sha256").digest()
+        digest.update(relative.encode() + b"\0" + content)
+    return digest.hexdigest()
+
+
+def _irrelevant(relative: Path) -> bool:
+    return relative.suffix.lower() == ".md" or any(part.startswith(".") for part in relative.parts)
 
 
 def _encode(model: SentenceTransformer, texts: list[str], batch_size: int) -> np.ndarray:

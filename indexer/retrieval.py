@@ -115,13 +115,20 @@ class Index:
 
     @cached_property
     def dense(self) -> DenseMatrix:
-        ids, vectors = self.store.alive_vectors(self.generation, self.query_embedder.name)
+        ids, vectors = self.store.alive_vectors(self.generation, self.vector_model)
         return DenseMatrix(ids, vectors)
 
     @cached_property
     def summary_dense(self) -> DenseMatrix:
-        ids, vectors = self.store.alive_vectors(self.generation, self.query_embedder.name, summaries=True)
+        ids, vectors = self.store.alive_vectors(self.generation, self.vector_model, summaries=True)
         return DenseMatrix(ids, vectors)
+
+    @property
+    def vector_model(self) -> str:
+        """The key of the query embedder's vectors in this index, looked up on every load: an index
+        written by an older repolm holds them under an older key until a writer renames it."""
+        embedder = self.query_embedder
+        return self.store.vector_model((embedder.name, embedder.legacy_name))
 
     @cached_property
     def graph(self) -> SymbolGraph:

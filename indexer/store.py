@@ -343,6 +343,41 @@ class Store:
         finally:
             self.db.execute("DETACH DATABASE other")
 
+    def vector_model(self, names: tuple[str, ...]) -> str:
+        """The first of an embedder's `names` (its key, then older keys) that this index holds vectors
+        under; the first when it holds none. A reader uses it until a writer renames older keys."""
+        for name in names:
+            if self.db.execute("SELECT 1 FROM embeddings WHERE model = ? LIMIT 1", (name,)).fetchone():
+                return name
+        return names[0]
+
+    def rename_vectors(self, old: str, new: str) -> None:
+        """File the vectors cached under the key `old` under `new`, where `new` lacks them."""
+        with _transaction(self.db):
+            self.db.execute("UPDATE OR IGNORE embeddings SET model = ? WHERE model = ?", (new, old))
+            self.db.execute("DELETE FROM embeddings WHERE model = ?", (old,))
+
+    def prune_vectors(self, model: str) -> int:
+        """Keep the cache within twice as many vectors as there are chunk rows: past that, drop the
+        oldest of those that no chunk row uses under `model` (old contents, other embedders) until it
+        holds 1.5 times as many. Unused vectors are kept at all because a branch switched back, or an
+        edit undone, finds its vectors again. The check counts two indexes, a few milliseconds on
+        Django, so it runs after every update; the drop scans every chunk and so waits for the bound.
+        Returns how many were dropped."""
+        (chunks,) = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+        (cached,) = self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        if cached <= 2 * chunks:
+            return 0
+        used = "SELECT hash FROM chunks UNION SELECT summary_hash FROM chunks WHERE summary_hash != ''"
+        with _transaction(self.db):
+            # rowid order is insertion order: INSERT OR REPLACE gives a re-embedded vector a new rowid.
+            dropped = self.db.execute(
+                "DELETE FROM embeddings WHERE rowid IN (SELECT rowid FROM embeddings"
+                f" WHERE NOT (model = ? AND hash IN ({used})) ORDER BY rowid LIMIT ?)",
+                (model, cached - 3 * chunks // 2),
+            ).rowcount
+        return int(dropped)
+
     def alive_vectors(
         self, generation: int, model: str, summaries: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ def print_index_summary(summary: dict) -> None:
         ("unchanged", summary["unchanged"]),
         ("chunks embedded (rest cached)", summary["embedded"]),
         ("docstrings embedded (rest cached)", summary["summaries_embedded"]),
+        ("unused cached vectors dropped", summary["vectors_pruned"]),
         ("secrets redacted (this run / total)", f"{summary['redactions']} / {summary['redactions_total']}"),
         ("files with syntax errors (indexed anyway)", summary["syntax_error_files"]),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -153,6 +154,72 @@ def test_a_new_embedding_cap_reembeds_every_chunk_without_file_changes(tmp_path:
     index = Index.open(tmp_path, Config(), embedder=recapped)
     assert len(index.dense) == index.chunk_count
     assert "shop/cart.py" in {h.chunk.path for h in index.search("shopping cart", mode="dense", k=3)}
+
+
+def test_vectors_are_keyed_by_the_model_contents_not_its_place(tmp_path: Path, embedder) -> None:
+    repo, copy = tmp_path / "repo", tmp_path / "model-copy"
+    write_tree(repo, REPO)
+    first = build(repo, embedder)
+    shutil.copytree(embedder.path, copy)
+    (copy / "README.md").write_text("A model card edited by hand.\n")
+    moved = Embedder(str(copy))  # as the same model in a fresh virtualenv
+    assert moved.name == embedder.name and moved.legacy_name != embedder.legacy_name
+    assert build(repo, moved).embedded == 0
+    (copy / "config.json").write_text((copy / "config.json").read_text() + "\n")
+    assert Embedder(str(copy)).name != embedder.name
+
+    # An index written while the key was the model's path: readers find the vectors under the old key
+    # until the next update files them under the new one, embedding nothing.
+    index_dir = repo / ".repolm"
+    with sqlite3.connect(index_dir / "index.sqlite") as db:
+        db.execute("UPDATE embeddings SET model = ?", (embedder.legacy_name,))
+    db.close()
+    index = open_index(repo, embedder)
+    assert len(index.dense) == index.chunk_count == first.chunks
+    index.close()
+    assert (build(repo, embedder).embedded, build(repo, embedder).summaries_embedded) == (0, 0)
+    with sqlite3.connect(index_dir / "index.sqlite") as db:
+        models = {row[0] for row in db.execute("SELECT DISTINCT model FROM embeddings")}
+    db.close()
+    assert models == {embedder.name}
+
+
+def _cache_size(index_dir: Path) -> tuple[int, int]:
+    """(vectors cached, chunk rows), all generations and embedders alike."""
+    with sqlite3.connect(index_dir / "index.sqlite") as db:
+        counts = db.execute(
+            "SELECT (SELECT COUNT(*) FROM embeddings), (SELECT COUNT(*) FROM chunks)"
+        ).fetchone()
+    db.close()
+    return counts
+
+
+def test_the_vector_cache_keeps_recent_unused_vectors_within_a_bound(tmp_path: Path, embedder) -> None:
+    helpers = "".join(f"def helper_{n}(value):\n    return value + {n}\n\n\n" for n in range(30))
+    write_tree(tmp_path, {**REPO, "shop/helpers.py": helpers})
+    build(tmp_path, embedder)
+    index_dir = tmp_path / ".repolm"
+    tax = tmp_path / "shop" / "tax.py"
+    versions = [f'def vat_rate():\n    """The VAT rate, version {n}."""\n    return {n}\n' for n in range(24)]
+    pruned = 0
+    for version in versions:
+        tax.write_text(version)
+        summary = build(tmp_path, embedder)
+        assert summary.embedded == summary.summaries_embedded == 1
+        pruned += summary.vectors_pruned
+        cached, chunk_rows = _cache_size(index_dir)
+        assert cached <= 2 * chunk_rows
+        index = open_index(tmp_path, embedder)
+        assert len(index.dense) == index.chunk_count  # every chunk alive still has its vector
+        index.close()
+    assert pruned > 0  # 48 vectors went out of use, more than the bound leaves room for
+    # The oldest went first: a version from a few edits back is still cached, the first one is not.
+    tax.write_text(versions[-4])
+    assert build(tmp_path, embedder).embedded == 0
+    tax.write_text(versions[0])
+    assert build(tmp_path, embedder).embedded == 1
+    index = open_index(tmp_path, embedder)
+    assert index.search("VAT rate version", mode="dense", k=1)[0].chunk.symbol == "shop.tax.vat_rate"
 
 
 def test_chunks_stored_under_an_earlier_text_recipe_keep_and_renew_their_vectors(

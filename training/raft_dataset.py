@@ -135,10 +135,6 @@ class BatchedQueries:
         self.embedder = embedder
         self.vectors: dict[str, np.ndarray] = {}
 
-    @property
-    def name(self) -> str:
-        return self.embedder.name
-
     def prefetch(self, queries: Iterable[str]) -> None:
         missing = list(dict.fromkeys(q for q in queries if q not in self.vectors))
         if missing:
@@ -165,7 +161,9 @@ class TrainingSplit:
         self._embedder = index.embedder
 
     def __enter__(self) -> TrainingSplit:
-        self.index.dense  # noqa: B018 -- loaded with the real embedder's name before the swap
+        # Both matrices loaded before the swap: finding the vectors' key takes the real embedder.
+        self.index.dense  # noqa: B018
+        self.index.summary_dense  # noqa: B018
         self.index.embedder = self.queries  # type: ignore[assignment]
         return self
 
