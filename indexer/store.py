@@ -361,9 +361,9 @@ class Store:
         """Keep the cache within twice as many vectors as there are chunk rows: past that, drop the
         oldest of those that no chunk row uses under `model` (old contents, other embedders) until it
         holds 1.5 times as many. Unused vectors are kept at all because a branch switched back, or an
-        edit undone, finds its vectors again. The check counts two indexes, a few milliseconds on
-        Django, so it runs after every update; the drop scans every chunk and so waits for the bound.
-        Returns how many were dropped."""
+        edit undone, finds its vectors again. The check only counts rows, which SQLite does from two
+        small indexes, so it runs after every update; the drop reads every chunk row, so it waits for
+        the bound. Returns how many were dropped."""
         (chunks,) = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
         (cached,) = self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
         if cached <= 2 * chunks:
