@@ -146,6 +146,17 @@ class Engine:
                     return None
             return self._index
 
+    def warm_index(self) -> bool:
+        """Open the index and load its vector matrices, which the first search would otherwise wait
+        for (a large repository's vectors come out of SQLite); False while the workspace has none."""
+        with self._index_lock:
+            index = self.index()
+            if index is None:
+                return False
+            index.dense  # noqa: B018
+            index.summary_dense  # noqa: B018
+            return True
+
     def model(self) -> LoadedModel:
         with self._model_lock:
             if self._model is None:

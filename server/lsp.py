@@ -267,9 +267,10 @@ def initialized(ls: RepolmServer, params: types.InitializedParams) -> None:
 
 
 def _warm_up(ls: RepolmServer, engine: Engine) -> None:
-    """Open (or build) the index and load the models, so the first completion does not wait for them."""
+    """Open (or build) the index, load its vectors and the models, so that the first completion does not
+    wait for them."""
     try:
-        if engine.index() is None and ls.indexer is not None:
+        if not engine.warm_index() and ls.indexer is not None:
             ls.indexer.request()
         engine.model()
         _ = engine.embedder.model

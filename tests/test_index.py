@@ -222,6 +222,19 @@ def test_the_vector_cache_keeps_recent_unused_vectors_within_a_bound(tmp_path: P
     assert index.search("VAT rate version", mode="dense", k=1)[0].chunk.symbol == "shop.tax.vat_rate"
 
 
+def test_the_server_warm_up_loads_the_vectors_before_the_first_search(tmp_path: Path, embedder) -> None:
+    from repolm.server.engine import Engine
+
+    write_tree(tmp_path, REPO)
+    engine = Engine(tmp_path, Config())
+    assert engine.warm_index() is False  # no index yet: the server builds one
+    build(tmp_path, embedder)
+    assert engine.warm_index() is True
+    index = engine.index()
+    assert index is not None and {"dense", "summary_dense"} <= vars(index).keys()
+    assert len(index.dense) == index.chunk_count
+
+
 def test_chunks_stored_under_an_earlier_text_recipe_keep_and_renew_their_vectors(
     tmp_path: Path, embedder
 ) -> None:
