@@ -22,6 +22,7 @@ def index_status(root: Path, config: Config) -> dict[str, object]:
             ).fetchall()
         )
         last = store.summary()
+        (vectors,) = store.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
     finally:
         store.close()
     return {
@@ -32,6 +33,7 @@ def index_status(root: Path, config: Config) -> dict[str, object]:
         "chunks": chunks,
         "languages": languages,
         "redactions": redactions,
+        "vectors_cached": vectors,  # chunk and docstring vectors, kept within Store.prune_vectors' bound
         "skipped": last.get("skipped", {}),
         "skipped_examples": last.get("skipped_examples", {}),
         "syntax_error_files": last.get("syntax_error_files", 0),

@@ -74,6 +74,7 @@ def print_status(status: dict) -> None:
         "files",
         "chunks",
         "redactions",
+        "vectors_cached",
         "syntax_error_files",
         "invalid_utf8_files",
         "index_bytes",

@@ -56,6 +56,8 @@ def test_index_search_queries_and_status(tmp_path: Path) -> None:
 
     status = json.loads(repolm("status", str(tmp_path), "--json").stdout)
     assert (status["files"], status["generation"], status["skipped"]) == (2, 1, {"binary": 1})
+    vectors = summary["embedded"] + summary["summaries_embedded"]
+    assert status["vectors_cached"] == vectors > status["chunks"]  # chunks and docstrings
     assert status["skipped_examples"]["binary"] == ["logo.py"]
     assert status["languages"] == {"python": 1, "markdown": 1}
 
