@@ -126,7 +126,8 @@ class Embedder:
 
 def folder_digest(folder: Path) -> str:
     """sha256 over the relative path and the content of each file in `folder` that can shape the
-    vectors (hidden files and Markdown left out), in path order. About 0.3 s for MiniLM's 90 MB."""
+    vectors (hidden files and Markdown left out), in path order. It reads the whole model once per
+    process (`Embedder.name` is cached), as loading it would."""
     digest = hashlib.sha256()
     files = sorted(
         (path.relative_to(folder).as_posix(), path)
