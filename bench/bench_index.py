@@ -158,7 +158,7 @@ def vector_cache(repo: Path, embedder: Embedder, repeats: int = 7) -> dict[str, 
         start = time.perf_counter()
         store.prune_vectors(embedder.name)
         checks.append(time.perf_counter() - start)
-    (cached,) = store.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+    cached = store.cached_vectors()
     store.close()
     return {
         "moved model": {

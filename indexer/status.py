@@ -22,7 +22,7 @@ def index_status(root: Path, config: Config) -> dict[str, object]:
             ).fetchall()
         )
         last = store.summary()
-        (vectors,) = store.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        vectors = store.cached_vectors()
     finally:
         store.close()
     return {

@@ -357,6 +357,10 @@ class Store:
             self.db.execute("UPDATE OR IGNORE embeddings SET model = ? WHERE model = ?", (new, old))
             self.db.execute("DELETE FROM embeddings WHERE model = ?", (old,))
 
+    def cached_vectors(self) -> int:
+        """How many vectors the cache holds, of every embedder."""
+        return int(self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
     def prune_vectors(self, model: str) -> int:
         """Keep the cache within twice as many vectors as there are chunk rows: past that, drop the
         oldest of those that no chunk row uses under `model` (old contents, other embedders) until it
@@ -365,7 +369,7 @@ class Store:
         small indexes, so it runs after every update; the drop reads every chunk row, so it waits for
         the bound. Returns how many were dropped."""
         (chunks,) = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
-        (cached,) = self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()
+        cached = self.cached_vectors()
         if cached <= 2 * chunks:
             return 0
         used = "SELECT hash FROM chunks UNION SELECT summary_hash FROM chunks WHERE summary_hash != ''"
