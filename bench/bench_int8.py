@@ -78,7 +78,7 @@ def measure(root: Path, symbols: int) -> dict[str, object]:
         sources = engine.explain(symbol, relative, {relative: text}, wait_for_graph=False).sources
         request = PromptRequest("explain", sources, question=explain_question(symbol), path=relative)
         prompt = build_prompt(request, loaded.tokenizer, serve.explain_budget).input_ids
-        loaded._prompt_cache.clear()
+        loaded._prompt_caches.clear()
         tokens = generate(loaded, prompt, max_new_tokens=serve.explain_max_tokens).tokens
         with loaded.lock:
             same_bf16, bf16 = replay(loaded, prompt, tokens, int8=False)

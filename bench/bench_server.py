@@ -1,7 +1,7 @@
 """The language server measured the way editors use it: a real LSP client over stdio.
 
     python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--keystrokes 4]
-                                 [--adapter DIR] [--out FILE]
+                                 [--after-hover 24] [--adapter DIR] [--out FILE]
 
 On a copy of a downloaded repository (indexed first), it starts `repolm serve`, and measures:
 cold start to the first answer; completion latency (textDocument/inlineCompletion, one request per
@@ -12,7 +12,9 @@ below each, reached by a jump and after writing the line above it; new lines and
 every decoding pass on the bf16 weights (`int8Decoding` off); exact match and edit similarity of the
 completed line against the real one; hover latency with the symbol card alone and with the model's
 explanation (as served, on int8 weight copies, and on the bf16 weights, the two taking turns over the
-same symbols); the server's resident memory. Figures are medians and 95th percentiles of this run.
+same symbols); a line completed again, one character further, after a hover's explanation elsewhere,
+with the KV caches of 3 recent prompts kept (the default) and of 1; the server's resident memory.
+Figures are medians and 95th percentiles of this run.
 """
 
 from __future__ import annotations
@@ -226,8 +228,34 @@ async def explanations(
     return {arm: summary(values) for arm, values in latencies.items()}
 
 
+async def back_after_hover(
+    session: Session,
+    lines: list[tuple[str, int, str]],
+    targets: list[tuple[str, int, int]],
+    arms: dict[str, dict],
+) -> dict[str, dict[str, float]]:
+    """A line's completion, then a hover explained by the model elsewhere, then the same line with its
+    first character typed, as when the user reads a hover and goes on typing; only that last request
+    is timed. Single-line requests only; both arms' settings on every line, taking turns at going
+    first (each configuration starts with empty answer caches, so the hover runs the model each time)."""
+    first, second = arms
+    latencies: dict[str, list[float]] = {first: [], second: []}
+    single = [line for line in lines if not opens_block(cut_at_indentation(session.root, *line)[0])]
+    for number, (relative, line_number, line) in enumerate(single):
+        prefix, indent = cut_at_indentation(session.root, relative, line_number, line)
+        for arm in (first, second) if number % 2 == 0 else (second, first):
+            session.configure(arms[arm])
+            await session.complete(session.open(relative, prefix), line_number, indent)
+            await hovers(session, [targets[number % len(targets)]])
+            uri = session.open(relative, prefix + line[indent])
+            started = time.perf_counter()
+            await session.complete(uri, line_number, indent + 1)
+            latencies[arm].append(time.perf_counter() - started)
+    return {arm: summary(values) for arm, values in latencies.items()}
+
+
 async def run(
-    root: Path, lines: int, symbols: int, keystrokes: int, adapter: Path | None
+    root: Path, lines: int, symbols: int, keystrokes: int, after_hover: int, adapter: Path | None
 ) -> dict[str, object]:
     session = Session(root)
     started = time.perf_counter()
@@ -275,6 +303,14 @@ async def run(
         "hover_with_explanation_on_bf16": {"repolm": {"explain": {"enabled": True}, "int8Decoding": False}},
     }
     result.update(await explanations(session, targets[symbols:], arms))
+    # Back to a line after a hover's explanation: with the KV caches of the last 3 prompts kept (the
+    # default), and with one, which the explanation's prompt takes over.
+    no_answer_cache = {"explain": {"enabled": True}, "completion": {"cacheSize": 0}}
+    caches = {
+        "after_hover_3_prompt_caches": {"repolm": no_answer_cache | {"promptCaches": 3}},
+        "after_hover_1_prompt_cache": {"repolm": no_answer_cache | {"promptCaches": 1}},
+    }
+    result.update(await back_after_hover(session, sample[:after_hover], targets, caches))
     server_pid = session.client._server.pid  # the child process started by start_io
     result["server_rss_mib"] = resident_mib(server_pid)
     await session.stop()
@@ -287,6 +323,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60)
     parser.add_argument("--symbols", type=int, default=8)
     parser.add_argument("--keystrokes", type=int, default=4, help="characters typed per line for `typing`")
+    parser.add_argument("--after-hover", type=int, default=24, help="sampled lines for `back_after_hover`")
     parser.add_argument("--out", type=Path, default=Path("bench/results/server.json"))
     parser.add_argument(
         "--adapter",
@@ -297,7 +334,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
         root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
-        result = asyncio.run(run(root, args.lines, args.symbols, args.keystrokes, args.adapter))
+        result = asyncio.run(
+            run(root, args.lines, args.symbols, args.keystrokes, args.after_hover, args.adapter)
+        )
     report = {"machine": machine(), "corpus": CORPORA[args.corpus], **result}
     write_report(report, args.out)
 

@@ -99,6 +99,10 @@ class ServeConfig:
     # cut to 3 tokens (repolm.int8): explanation p50 and typing p95 0.62x of bf16's in one run, for
     # about 155 MiB more memory once the first request asks (bench/bench_int8.py).
     int8_decoding: bool = True
+    # KV caches of recent prompts kept for later requests (repolm.model._PromptCaches): a completion
+    # that comes back after a hover's explanation, or from another file, reuses its place's cache.
+    # Each holds up to about 46 KiB per prompt token on the CPU (74 MiB at most for the default budgets).
+    prompt_caches: int = 3
 
 
 TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold

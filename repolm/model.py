@@ -162,37 +162,62 @@ def configure_threads() -> None:
         torch.set_num_threads(cores)
 
 
-@dataclass
-class _PromptCache:
-    """The KV cache of the last decoded sequence, reused for the next prompt's common token prefix.
+# A cached prompt is taken for a new one only if they share at least this many tokens (or half the new
+# prompt): re-running fewer costs little, and taking a cache crops it, losing the place it was kept for.
+MIN_SHARED_TOKENS = 32
 
-    Successive completion requests share most of their prompt (snippets and the file above the cursor),
-    so only the tokens after the first difference need a forward pass.
-    """
 
-    ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in `cache`
-    cache: Cache | None = None
+@dataclass(eq=False)  # one entry is itself, not any with equal tokens
+class _CachedPrompt:
+    ids: list[int]  # tokens whose keys/values are in `cache`
+    cache: Cache
 
-    def reuse(self, ids: Sequence[int]) -> tuple[Cache | None, int, list[int]]:
-        """A cache holding a prefix of `ids` and its length (at least one token is left to feed), and
-        the tokens the last sequence went on with when all of `ids` is a prefix of it.
-
-        Those are what the model decoded after this very context last time (the user typed the start
-        of the suggestion), so they make a draft that greedy decoding will accept.
-        """
-        common = 0
-        limit = min(len(self.ids), len(ids) - 1)
+    def shared_with(self, ids: Sequence[int]) -> int:
+        """Length of the common token prefix, leaving at least one token of `ids` to feed."""
+        common, limit = 0, min(len(self.ids), len(ids) - 1)
         while common < limit and self.ids[common] == ids[common]:
             common += 1
-        if self.cache is None or common == 0:
+        return common
+
+
+@dataclass
+class _PromptCaches:
+    """The KV caches of the last few decoded sequences, most recent last; a new prompt continues the
+    one that shares the longest token prefix with it.
+
+    Successive completion requests share most of their prompt (snippets and the file above the cursor),
+    so only the tokens after the first difference need a forward pass. Keeping more than one lets a
+    completion come back to its place after a hover's explanation, or a request in another file,
+    without running its whole prompt again.
+    """
+
+    entries: list[_CachedPrompt] = field(default_factory=list)
+
+    def take(self, ids: Sequence[int]) -> tuple[Cache | None, int, list[int]]:
+        """The cache sharing the longest prefix with `ids`, removed from the pool and cropped to that
+        prefix, with its length, and the tokens the cached sequence went on with when all of `ids` is a
+        prefix of it: what the model decoded after this very context last time (the user typed the
+        start of the suggestion), a draft that greedy decoding will accept. (None, 0, []) when no
+        cache shares enough to be worth taking."""
+        shared = [(entry.shared_with(ids), entry) for entry in reversed(self.entries)]  # ties: the newest
+        common, best = max(shared, key=lambda pair: pair[0], default=(0, None))
+        if best is None or common < min(MIN_SHARED_TOKENS, max(1, len(ids) // 2)):
             return None, 0, []
-        continuation = self.ids[len(ids) :] if self.ids[: len(ids)] == list(ids) else []
-        if len(self.ids) > common:
-            self.cache.crop(common - len(self.ids))  # a negative count removes that many tokens
-        return self.cache, common, continuation
+        self.entries.remove(best)
+        continuation = best.ids[len(ids) :] if best.ids[: len(ids)] == list(ids) else []
+        if len(best.ids) > common:
+            best.cache.crop(common - len(best.ids))  # a negative count removes that many tokens
+        return best.cache, common, continuation
+
+    def keep(self, ids: list[int], cache: Cache, capacity: int | None) -> None:
+        """Add a decoded sequence's cache as the most recent, dropping the oldest beyond `capacity`
+        (None: as many as the pool holds now, at least one)."""
+        capacity = max(1, capacity if capacity is not None else len(self.entries))
+        self.entries.append(_CachedPrompt(ids, cache))
+        del self.entries[:-capacity]
 
     def clear(self) -> None:
-        self.ids, self.cache = [], None
+        self.entries.clear()
 
 
 @dataclass
@@ -203,7 +228,7 @@ class LoadedModel:
     base: str  # the base identifier as given (DEFAULT_BASE or a folder path)
     adapter: Path | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one decode at a time
-    _prompt_cache: _PromptCache = field(default_factory=_PromptCache, repr=False)
+    _prompt_caches: _PromptCaches = field(default_factory=_PromptCaches, repr=False)
     _int8: Int8Switch | None = field(default=None, repr=False)
 
     def int8_switch(self) -> Int8Switch | None:
@@ -225,7 +250,7 @@ class LoadedModel:
         path = Path(adapter) if adapter is not None else None
         model = _merged(_base_model(resolve_base(self.base), self.device, self.model.dtype), path)
         with self.lock:
-            self._prompt_cache.clear()  # cached keys/values were computed with the old weights
+            self._prompt_caches.clear()  # cached keys/values were computed with the old weights
             self.model, self.adapter, self._int8 = model, path, None
 
 
@@ -458,6 +483,7 @@ def generate(
     healed: str = "",
     draft_tokens: int = 0,
     int8: bool = False,
+    prompt_caches: int | None = None,
 ) -> Generation:
     """Greedy decoding with the KV cache: stop rules checked after every token, cancellation before
     every forward pass.
@@ -478,6 +504,9 @@ def generate(
     cut to fit those narrow passes. The first pass, the prefill with the previous generation's
     continuation as its draft, stays as wide as it is, on bf16. Explanations gain most: prose rarely
     accepts a draft, so nearly every token is a pass of its own.
+
+    `prompt_caches`: how many recent sequences' KV caches to keep for later prompts (`_PromptCaches`;
+    None keeps the pool's size).
     """
     stop = stop or StopRules()
     vocab = vocab_of(loaded.tokenizer)
@@ -499,9 +528,8 @@ def generate(
             if draft_tokens > 0
             else None
         )
-        prompt_cache = loaded._prompt_cache
-        cache, reused, continuation = prompt_cache.reuse(ids)
-        prompt_cache.clear()  # if the loop raises, the half-updated cache must not be reused
+        # Taken out of the pool: if the loop raises, the half-updated cache is never reused.
+        cache, reused, continuation = loaded._prompt_caches.take(ids)
         cache = cache if cache is not None else kv_cache(loaded.model)
         fed, feed = ids[:reused], ids[reused:]  # fed: tokens whose keys/values are in `cache`
         prefill_seconds = 0.0
@@ -549,7 +577,7 @@ def generate(
         text += decoder.decode(b"", final=True)
         if cut is not None and body_start is not None:
             text = text[: body_start + cut]
-        prompt_cache.ids, prompt_cache.cache = fed, cache
+        loaded._prompt_caches.keep(fed, cache, prompt_caches)
     elapsed = time.perf_counter() - started
     return Generation(text, tokens, reason, elapsed, len(ids) - reused, prefill_seconds)
 

@@ -144,6 +144,7 @@ def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
             max_new_tokens=config.explain_max_tokens,
             draft_tokens=config.draft_tokens,
             int8=config.int8_decoding,
+            prompt_caches=config.prompt_caches,
         )
         text = verify(generation.text, prompt.documents).text.strip()
         cited = any(f"{d.path}:{d.start_line}" in text for d in prompt.documents)

@@ -309,6 +309,7 @@ class Completer:
             healed=prompt.healed,
             draft_tokens=self.config.draft_tokens,
             int8=self.config.int8_decoding,
+            prompt_caches=self.config.prompt_caches,
         )
         timings["generate"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started

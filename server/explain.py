@@ -338,6 +338,7 @@ class Explainer:
             cancel=cancel,
             draft_tokens=self.config.draft_tokens,
             int8=self.config.int8_decoding,
+            prompt_caches=self.config.prompt_caches,
         )
         timings["generate"] = time.perf_counter() - mark
         verified = verify(generation.text, prompt.documents)

@@ -35,6 +35,7 @@ _SERVE_TOP = {
     "maxDocumentBytes": "max_document_bytes",
     "draftTokens": "draft_tokens",
     "int8Decoding": "int8_decoding",
+    "promptCaches": "prompt_caches",
 }
 
 

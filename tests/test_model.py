@@ -124,17 +124,39 @@ def test_greedy_loop_matches_transformers_generate(loaded: LoadedModel) -> None:
 
 
 def test_prompt_cache_reuses_common_prefix(loaded: LoadedModel) -> None:
-    loaded._prompt_cache.clear()
+    loaded._prompt_caches.clear()
     first = generate(loaded, PROMPT, max_new_tokens=3)
     assert first.prefill_tokens == count_tokens(loaded.tokenizer, PROMPT)
     longer = PROMPT + "    return fibonacci(n - 1) +"
     warm = generate(loaded, longer, max_new_tokens=6)
     total = count_tokens(loaded.tokenizer, longer)
     assert warm.prefill_tokens <= total - count_tokens(loaded.tokenizer, PROMPT) + 1
-    loaded._prompt_cache.clear()
+    loaded._prompt_caches.clear()
     cold = generate(loaded, longer, max_new_tokens=6)
     assert cold.prefill_tokens == total
     assert cold.tokens == warm.tokens
+
+
+HELPERS = (
+    "def parse_price(text):\n    amount, currency = text.split()\n    return float(amount), currency\n\n\n"
+    "def format_price(amount, currency):\n    return f'{amount:.2f} {currency}'\n\n\n"
+    "def total(prices):\n"
+)
+
+
+def test_a_prompt_comes_back_to_its_cache_after_other_prompts(loaded: LoadedModel) -> None:
+    elsewhere = "# Path: notes.md\nA hover's explanation, or a completion in another file, runs in between."
+    total_tokens = count_tokens(loaded.tokenizer, HELPERS + "    amounts")
+    back = {}
+    for kept in (3, 1):
+        loaded._prompt_caches.clear()
+        generate(loaded, HELPERS, max_new_tokens=4, prompt_caches=kept)
+        # Shares "def " and little else: too little to take (and crop) the first prompt's cache.
+        generate(loaded, "def " + elsewhere, max_new_tokens=4, prompt_caches=kept)
+        back[kept] = generate(loaded, HELPERS + "    amounts", max_new_tokens=4, prompt_caches=kept)
+    assert back[3].prefill_tokens <= total_tokens - count_tokens(loaded.tokenizer, HELPERS) + 1
+    assert back[1].prefill_tokens == total_tokens  # one cache: the other prompt took its place
+    assert back[3].tokens == back[1].tokens
 
 
 def test_single_line_stop(loaded: LoadedModel) -> None:
@@ -164,7 +186,7 @@ def test_prompt_lookup_drafts_keep_greedy_output_in_fewer_passes(loaded: LoadedM
     prompt += "    return ['name', 'email',"
     ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     reference = transformers_greedy(loaded, ids, 16)
-    loaded._prompt_cache.clear()
+    loaded._prompt_caches.clear()
     with counted_passes(loaded.model) as passes:
         result = generate(loaded, ids, max_new_tokens=16, draft_tokens=8)
     assert result.tokens == reference
@@ -174,13 +196,13 @@ def test_prompt_lookup_drafts_keep_greedy_output_in_fewer_passes(loaded: LoadedM
     continued = ids + result.tokens[:-1]
     warm = generate(loaded, continued, max_new_tokens=4, draft_tokens=8)
     assert warm.prefill_tokens <= 2
-    loaded._prompt_cache.clear()
+    loaded._prompt_caches.clear()
     assert generate(loaded, continued, max_new_tokens=4, draft_tokens=8).tokens == warm.tokens
 
 
 def test_typing_the_suggestion_is_verified_in_one_pass(loaded: LoadedModel) -> None:
     ids = loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    loaded._prompt_cache.clear()
+    loaded._prompt_caches.clear()
     suggestion = generate(loaded, ids, max_new_tokens=10, draft_tokens=8).tokens
     # The user types the suggestion's first two tokens: the rest of it is drafted in the first pass.
     typed = ids + suggestion[:2]

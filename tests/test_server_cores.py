@@ -237,6 +237,7 @@ def test_editor_settings_map_onto_the_config() -> None:
             "adapter": "/adapters/active",
             "draftTokens": 0,
             "int8Decoding": False,
+            "promptCaches": 1,
             "completion": {"maxTokens": 16, "enabled": False},
             "explain": {"maxTokens": 8},
             "search": {"mode": "bm25", "perFileCap": 1},
@@ -245,7 +246,7 @@ def test_editor_settings_map_onto_the_config() -> None:
     config, problems = apply_settings(Config(), settings)
     assert problems == []
     assert config.serve.adapter == "/adapters/active" and config.serve.draft_tokens == 0
-    assert config.serve.int8_decoding is False
+    assert config.serve.int8_decoding is False and config.serve.prompt_caches == 1
     assert config.serve.completion_max_tokens == 16 and config.serve.completion_enabled is False
     assert config.serve.explain_max_tokens == 8
     assert config.search.mode == "bm25" and config.search.per_file_cap == 1

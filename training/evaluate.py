@@ -114,7 +114,7 @@ def complete_target(
     # Each completion starts cold: the KV cache of the previous prompt (often the same snippets in
     # another arm) would make latencies depend on the order of the runs, and the snippets kept from
     # the previous target would make its retrieval depend on it.
-    model._prompt_cache.clear()
+    model._prompt_caches.clear()
     completer.clear_cache()
     started = time.perf_counter()
     completion = completer.complete(CompletionRequest(target.path, prefix, line, character))
