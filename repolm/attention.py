@@ -30,6 +30,13 @@ GROUPED_ATTENTION = "repolm_grouped"
 # the 2-core CPU, per layer: 16 queries 0.375 ms grouped vs 0.43 ms SDPA, 32 queries 0.862 vs 0.642 ms.
 MAX_GROUPED_QUERIES = 16
 
+# KV cache buffers hold a whole number of steps with room for this many more tokens (a completion or
+# an explanation decodes at most 96). Few distinct sizes let the allocator reuse a freed cache's memory
+# for the next one: sized at twice each prompt, the caches of 3 recent prompts (repolm.model's
+# _PromptCaches) left the server holding far more memory than their bytes (docs/BENCHMARKS.md).
+HEADROOM_TOKENS = 128
+BUFFER_STEP_TOKENS = 256
+
 # Keyword arguments some architectures pass that the grouped path does not implement.
 _UNSUPPORTED = ("softcap", "position_bias", "s_aux", "sinks")
 
@@ -80,8 +87,8 @@ class Float32Layer(DynamicLayer):
 
     transformers' `DynamicLayer` concatenates: every pass copies the whole cache into a fresh tensor,
     and a fresh tensor that size is fresh memory, faulted in page by page. Here a pass writes only its
-    own tokens; the buffers double when full. `keys` and `values` are views of the filled part, so
-    `crop` (which slices them) needs no change.
+    own tokens into buffers with room for at least `HEADROOM_TOKENS` more. `keys` and `values` are
+    views of the filled part, so `crop` (which slices them) needs no change.
     """
 
     _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -105,7 +112,8 @@ class Float32Layer(DynamicLayer):
     @staticmethod
     def _grown(filled: torch.Tensor, new: torch.Tensor, needed: int) -> torch.Tensor:
         batch, heads, _, dim = new.shape
-        buffer = new.new_empty(batch, heads, max(2 * needed, 256), dim, dtype=torch.float32)
+        tokens = -(-(needed + HEADROOM_TOKENS) // BUFFER_STEP_TOKENS) * BUFFER_STEP_TOKENS
+        buffer = new.new_empty(batch, heads, tokens, dim, dtype=torch.float32)
         if filled.numel():
             buffer[:, :, : filled.shape[-2]].copy_(filled)
         return buffer
