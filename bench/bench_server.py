@@ -236,14 +236,15 @@ async def back_after_hover(
 ) -> dict[str, dict[str, float]]:
     """A line's completion, then a hover explained by the model elsewhere, then the same line with its
     first character typed, as when the user reads a hover and goes on typing; only that last request
-    is timed. Single-line requests only; both arms' settings on every line, taking turns at going
+    is timed. Single-line requests only; every arm's settings on every line, taking turns at going
     first (each configuration starts with empty answer caches, so the hover runs the model each time)."""
-    first, second = arms
-    latencies: dict[str, list[float]] = {first: [], second: []}
+    names = list(arms)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
     single = [line for line in lines if not opens_block(cut_at_indentation(session.root, *line)[0])]
     for number, (relative, line_number, line) in enumerate(single):
         prefix, indent = cut_at_indentation(session.root, relative, line_number, line)
-        for arm in (first, second) if number % 2 == 0 else (second, first):
+        turn = number % len(names)
+        for arm in names[turn:] + names[:turn]:
             session.configure(arms[arm])
             await session.complete(session.open(relative, prefix), line_number, indent)
             await hovers(session, [targets[number % len(targets)]])
@@ -252,6 +253,9 @@ async def back_after_hover(
             await session.complete(uri, line_number, indent + 1)
             latencies[arm].append(time.perf_counter() - started)
     return {arm: summary(values) for arm, values in latencies.items()}
+
+
+AFTER_HOVER = {"explain": {"enabled": True}, "completion": {"cacheSize": 0}}  # every request runs the model
 
 
 async def run(
@@ -305,10 +309,9 @@ async def run(
     result.update(await explanations(session, targets[symbols:], arms))
     # Back to a line after a hover's explanation: with the KV caches of the last 3 prompts kept (the
     # default), and with one, which the explanation's prompt takes over.
-    no_answer_cache = {"explain": {"enabled": True}, "completion": {"cacheSize": 0}}
     caches = {
-        "after_hover_3_prompt_caches": {"repolm": no_answer_cache | {"promptCaches": 3}},
-        "after_hover_1_prompt_cache": {"repolm": no_answer_cache | {"promptCaches": 1}},
+        "after_hover_3_prompt_caches": {"repolm": AFTER_HOVER | {"promptCaches": 3}},
+        "after_hover_1_prompt_cache": {"repolm": AFTER_HOVER | {"promptCaches": 1}},
     }
     result.update(await back_after_hover(session, sample[:after_hover], targets, caches))
     server_pid = session.client._server.pid  # the child process started by start_io
