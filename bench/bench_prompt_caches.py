@@ -21,11 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import (
-    AFTER_HOVER,
+    UNCACHED_ANSWERS,
     Session,
-    back_after_hover,
+    coming_back,
     completions,
     cut_at_indentation,
+    hover_interlude,
     hover_targets,
     resident_mib,
     sample_lines,
@@ -35,7 +36,7 @@ from report import machine, write_report
 
 
 async def one_server(root: Path, caches: int, lines: int) -> dict[str, object]:
-    settings = {"repolm": AFTER_HOVER | {"promptCaches": caches}}
+    settings = {"repolm": UNCACHED_ANSWERS | {"promptCaches": caches}}
     session = Session(root)
     await session.start(settings)
     sample = sample_lines(root, lines)
@@ -46,7 +47,8 @@ async def one_server(root: Path, caches: int, lines: int) -> dict[str, object]:
     result: dict[str, object] = {"rss_mib_after_first_completion": resident_mib(pid)}
     result["completions"] = await completions(session, sample)
     label = f"after_hover_{caches}"
-    result.update(await back_after_hover(session, sample, hover_targets(root, lines), {label: settings}))
+    interlude = hover_interlude(session, hover_targets(root, lines))
+    result.update(await coming_back(session, sample, interlude, {label: settings}))
     result["rss_mib_at_end"] = resident_mib(pid)
     await session.stop()
     return result

@@ -1,7 +1,7 @@
 """The language server measured the way editors use it: a real LSP client over stdio.
 
     python bench/bench_server.py [--corpus requests] [--lines 60] [--symbols 8] [--keystrokes 4]
-                                 [--after-hover 24] [--adapter DIR] [--out FILE]
+                                 [--return-lines 24] [--adapter DIR] [--out FILE]
 
 On a copy of a downloaded repository (indexed first), it starts `repolm serve`, and measures:
 cold start to the first answer; completion latency (textDocument/inlineCompletion, one request per
@@ -12,8 +12,9 @@ below each, reached by a jump and after writing the line above it; new lines and
 every decoding pass on the bf16 weights (`int8Decoding` off); exact match and edit similarity of the
 completed line against the real one; hover latency with the symbol card alone and with the model's
 explanation (as served, on int8 weight copies, and on the bf16 weights, the two taking turns over the
-same symbols); a line completed again, one character further, after a hover's explanation elsewhere,
-with the KV caches of 3 recent prompts kept (the default) and of 1; the server's resident memory.
+same symbols); a line completed again, one character further, after a hover's explanation elsewhere
+or a completion in another file, with the KV caches of 3 recent prompts kept (the default) and of 1;
+the server's resident memory.
 Figures are medians and 95th percentiles of this run.
 """
 
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from lsprotocol import types
@@ -228,26 +230,26 @@ async def explanations(
     return {arm: summary(values) for arm, values in latencies.items()}
 
 
-async def back_after_hover(
-    session: Session,
-    lines: list[tuple[str, int, str]],
-    targets: list[tuple[str, int, int]],
-    arms: dict[str, dict],
+Interlude = Callable[[int], Awaitable[object]]  # the request made away from the line, given its number
+
+
+async def coming_back(
+    session: Session, lines: list[tuple[str, int, str]], interlude: Interlude, arms: dict[str, dict]
 ) -> dict[str, dict[str, float]]:
-    """A line's completion, then a hover explained by the model elsewhere, then the same line with its
-    first character typed, as when the user reads a hover and goes on typing; only that last request
-    is timed. Single-line requests only; every arm's settings on every line, taking turns at going
-    first (each configuration starts with empty answer caches, so the hover runs the model each time)."""
+    """A line's completion, then a request elsewhere (`interlude`), then the same line with its first
+    character typed, as when the user reads a hover, or writes in another file, and comes back; only
+    that last request is timed. Single-line requests only; every arm's settings on every line, taking
+    turns at going first (each configuration starts with empty answer caches, so every request runs
+    the model)."""
     names = list(arms)
     latencies: dict[str, list[float]] = {name: [] for name in names}
-    single = [line for line in lines if not opens_block(cut_at_indentation(session.root, *line)[0])]
-    for number, (relative, line_number, line) in enumerate(single):
+    for number, (relative, line_number, line) in enumerate(single_lines(session.root, lines)):
         prefix, indent = cut_at_indentation(session.root, relative, line_number, line)
         turn = number % len(names)
         for arm in names[turn:] + names[:turn]:
             session.configure(arms[arm])
             await session.complete(session.open(relative, prefix), line_number, indent)
-            await hovers(session, [targets[number % len(targets)]])
+            await interlude(number)
             uri = session.open(relative, prefix + line[indent])
             started = time.perf_counter()
             await session.complete(uri, line_number, indent + 1)
@@ -255,11 +257,37 @@ async def back_after_hover(
     return {arm: summary(values) for arm, values in latencies.items()}
 
 
-AFTER_HOVER = {"explain": {"enabled": True}, "completion": {"cacheSize": 0}}  # every request runs the model
+def single_lines(root: Path, lines: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """The lines whose request is a single-line one (the cursor opens no block)."""
+    return [line for line in lines if not opens_block(cut_at_indentation(root, *line)[0])]
+
+
+def hover_interlude(session: Session, targets: list[tuple[str, int, int]]) -> Interlude:
+    """A hover explained by the model, on a documented function elsewhere."""
+    return lambda number: hovers(session, [targets[number % len(targets)]])
+
+
+def other_file_interlude(session: Session, lines: list[tuple[str, int, str]]) -> Interlude:
+    """A completion on the next of `lines` that lies in another file."""
+    single = single_lines(session.root, lines)
+
+    async def elsewhere(number: int) -> None:
+        here = single[number][0]
+        relative, line_number, line = next(
+            (other for other in single[number + 1 :] + single[:number] if other[0] != here), single[number]
+        )
+        prefix, indent = cut_at_indentation(session.root, relative, line_number, line)
+        await session.complete(session.open(relative, prefix), line_number, indent)
+
+    return elsewhere
+
+
+# Explanations on, answer caches off: every request runs the model.
+UNCACHED_ANSWERS = {"explain": {"enabled": True}, "completion": {"cacheSize": 0}}
 
 
 async def run(
-    root: Path, lines: int, symbols: int, keystrokes: int, after_hover: int, adapter: Path | None
+    root: Path, lines: int, symbols: int, keystrokes: int, return_lines: int, adapter: Path | None
 ) -> dict[str, object]:
     session = Session(root)
     started = time.perf_counter()
@@ -307,13 +335,17 @@ async def run(
         "hover_with_explanation_on_bf16": {"repolm": {"explain": {"enabled": True}, "int8Decoding": False}},
     }
     result.update(await explanations(session, targets[symbols:], arms))
-    # Back to a line after a hover's explanation: with the KV caches of the last 3 prompts kept (the
-    # default), and with one, which the explanation's prompt takes over.
-    caches = {
-        "after_hover_3_prompt_caches": {"repolm": AFTER_HOVER | {"promptCaches": 3}},
-        "after_hover_1_prompt_cache": {"repolm": AFTER_HOVER | {"promptCaches": 1}},
-    }
-    result.update(await back_after_hover(session, sample[:after_hover], targets, caches))
+    # Back to a line after a hover's explanation, or a completion in another file: with the KV caches
+    # of the last 3 prompts kept (the default), and with one, which the request in between takes over.
+    for place, interlude in (
+        ("after_hover", hover_interlude(session, targets)),
+        ("from_another_file", other_file_interlude(session, sample[:return_lines])),
+    ):
+        caches = {
+            f"{place}_3_prompt_caches": {"repolm": UNCACHED_ANSWERS | {"promptCaches": 3}},
+            f"{place}_1_prompt_cache": {"repolm": UNCACHED_ANSWERS | {"promptCaches": 1}},
+        }
+        result.update(await coming_back(session, sample[:return_lines], interlude, caches))
     server_pid = session.client._server.pid  # the child process started by start_io
     result["server_rss_mib"] = resident_mib(server_pid)
     await session.stop()
@@ -326,7 +358,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60)
     parser.add_argument("--symbols", type=int, default=8)
     parser.add_argument("--keystrokes", type=int, default=4, help="characters typed per line for `typing`")
-    parser.add_argument("--after-hover", type=int, default=24, help="sampled lines for `back_after_hover`")
+    parser.add_argument("--return-lines", type=int, default=24, help="sampled lines for `coming_back`")
     parser.add_argument("--out", type=Path, default=Path("bench/results/server.json"))
     parser.add_argument(
         "--adapter",
@@ -338,7 +370,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
         root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
         result = asyncio.run(
-            run(root, args.lines, args.symbols, args.keystrokes, args.after_hover, args.adapter)
+            run(root, args.lines, args.symbols, args.keystrokes, args.return_lines, args.adapter)
         )
     report = {"machine": machine(), "corpus": CORPORA[args.corpus], **result}
     write_report(report, args.out)

@@ -201,7 +201,7 @@ def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document]
     line above's snippets and scored as with their own (edit similarity +0.0097, paired 95% interval
     [-0.0187, +0.044]), where requiring all of them to stay renewed the set, and so re-ran the whole
     prompt, more often. When the user goes elsewhere the candidates change wholesale and the snippets
-    follow; another file or index generation starts afresh (`Completer`).
+    follow; a new index generation starts afresh, and each recent file keeps its own (`Completer`).
     """
     if previous and 2 * sum(document in candidates for document in previous) >= len(previous):
         return list(previous)
@@ -257,14 +257,16 @@ class Completer:
         self.search = search
         self._cache: OrderedDict[str, Completion] = OrderedDict()
         self._cache_lock = threading.Lock()
-        # The last request's snippets, under its (context, path): a reindex or another file starts afresh.
-        self._snippets: tuple[tuple[str, str], Sequence[Document]] = (("", ""), ())
+        # The last snippets of each recent file, under (context, path): a reindex starts afresh, and coming
+        # back from another file finds the prompt's head as it was, which the model's cache of that
+        # prompt (repolm.model._PromptCaches) still holds. As many files as prompt caches are kept.
+        self._snippets: OrderedDict[tuple[str, str], Sequence[Document]] = OrderedDict()
 
     def clear_cache(self) -> None:
-        """Forget the cached answers and the last request's snippets: the next request starts cold."""
+        """Forget the cached answers and the files' snippets: the next request starts cold."""
         with self._cache_lock:
             self._cache.clear()
-        self._snippets = (("", ""), ())
+            self._snippets.clear()
 
     def complete(self, request: CompletionRequest, cancel: Cancel = None, cache_key: str = "") -> Completion:
         """Complete at the request's cursor. `cache_key` names what else the answer depends on (the
@@ -286,9 +288,7 @@ class Completer:
         if self.search is not None and query:
             k = self.config.completion_snippets
             candidates = self.search(query, request.path, STEADY_CANDIDATES * k)
-            where, previous = self._snippets
-            documents = steady_snippets(previous if where == (cache_key, request.path) else (), candidates, k)
-            self._snippets = ((cache_key, request.path), documents)
+            documents = self._steady_snippets((cache_key, request.path), candidates, k)
             documents = fit_snippets(documents, self.model.tokenizer, self.config.completion_budget)
         timings["retrieve"] = time.perf_counter() - started
         mark = time.perf_counter()
@@ -326,6 +326,17 @@ class Completer:
         if generation.finish_reason != "cancelled":
             self._remember(key, result)
         return result
+
+    def _steady_snippets(
+        self, place: tuple[str, str], candidates: Sequence[Document], k: int
+    ) -> list[Document]:
+        with self._cache_lock:
+            documents = steady_snippets(self._snippets.get(place, ()), candidates, k)
+            self._snippets[place] = documents
+            self._snippets.move_to_end(place)
+            while len(self._snippets) > max(1, self.config.prompt_caches):
+                self._snippets.popitem(last=False)
+        return documents
 
     def _remember(self, key: str, result: Completion) -> None:
         with self._cache_lock:

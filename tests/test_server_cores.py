@@ -137,7 +137,7 @@ def test_snippets_stay_while_half_of_them_are_still_candidates() -> None:
     assert steady_snippets([a, b], [c, d, e, f], 2) == [c, d]  # the user went elsewhere
 
 
-def test_snippets_are_kept_only_for_the_same_file_and_index_generation() -> None:
+def test_snippets_are_kept_per_file_and_index_generation() -> None:
     a, b, c, d = (Document(f"m{i}.py", 1, 3, f"def f{i}():\n    x = {i}\n    return x\n") for i in range(4))
     ranking = [a, b, c, d]
     serve = replace(Config().serve, completion_snippets=2, completion_max_tokens=2, completion_cache_size=0)
@@ -154,6 +154,8 @@ def test_snippets_are_kept_only_for_the_same_file_and_index_generation() -> None
     assert snippets("app.py", "generation 2") == {c, d}  # reindexed: the snippets' text may have changed
     ranking = [a, b, c, d]
     assert snippets("other.py", "generation 2") == {a, b}
+    # Back in app.py, its own snippets are still candidates: kept, so its prompt's head is as it was.
+    assert snippets("app.py", "generation 2") == {c, d}
 
 
 def test_latest_request_cancels_the_previous_one() -> None:
