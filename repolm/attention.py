@@ -31,9 +31,9 @@ GROUPED_ATTENTION = "repolm_grouped"
 MAX_GROUPED_QUERIES = 16
 
 # KV cache buffers hold a whole number of steps with room for this many more tokens (a completion or
-# an explanation decodes at most 96). Few distinct sizes let the allocator reuse a freed cache's memory
-# for the next one: sized at twice each prompt, the caches of 3 recent prompts (repolm.model's
-# _PromptCaches) left the server holding far more memory than their bytes (docs/BENCHMARKS.md).
+# an explanation decodes at most 96). Several prompts' caches are kept (repolm.model's _PromptCaches):
+# a full 768-token prompt's buffers hold 1,024 tokens where twice its length held 1,536, and sizes from
+# a few steps let the allocator reuse a dropped cache's memory for the next one.
 HEADROOM_TOKENS = 128
 BUFFER_STEP_TOKENS = 256
 

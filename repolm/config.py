@@ -102,7 +102,8 @@ class ServeConfig:
     # KV caches of recent prompts kept for later requests (repolm.model._PromptCaches): a completion
     # that comes back after a hover's explanation, or from another file, reuses its place's cache.
     # For the embedded model on the CPU each holds 45 KiB per token of its buffer, 45 MiB for a full
-    # 768-token prompt; keeping 3 instead of 1 cost the server 214 MiB in all (bench_prompt_caches.py).
+    # 768-token prompt; keeping 3 instead of 1 cost the server 124 and 214 MiB in two runs of
+    # bench/bench_prompt_caches.py.
     prompt_caches: int = 3
 
 
