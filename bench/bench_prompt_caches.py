@@ -6,9 +6,9 @@ For each `promptCaches` setting, a fresh `repolm serve` on the same indexed copy
 repository gets the same requests: `bench_server.py`'s sampled lines completed, then the line-after-a-
 hover sequence (complete a line, hover a documented function elsewhere with the model's explanation,
 complete the line again one character further). The server's resident memory is read at the start
-(after its first completion) and at the end. Memory does not depend on the machine's load, so the
-servers, run one after another, compare; `bench_server.py` compares the latency, the settings taking
-turns within one server.
+(after its first completion) and at the end. The servers run one after another, so compare the
+settings within one run: the same setting's readings moved by about 100 MiB between runs here.
+`bench_server.py` compares the latency, the settings taking turns within one server.
 """
 
 from __future__ import annotations
