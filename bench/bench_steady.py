@@ -3,7 +3,7 @@
     python bench/bench_steady.py [--corpus requests] [--lines 150] [--out bench/results/steady.json]
 
 After the user writes a line and presses Enter, the server keeps the previous request's snippets while
-at least half of them are still among the new candidates (`steady_snippets`): the prompt's head then
+any of them is still among the new candidates (`steady_snippets`): the prompt's head then
 stays the same and the model's KV cache covers it. This completes each sampled line's next line twice
 in-process: after completing the sampled line, as the server does after writing (`kept`), and with the
 snippets retrieved for that line alone (`own`). Both are scored against the real next line (exact match

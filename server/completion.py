@@ -191,19 +191,19 @@ def insertion_text(prompt: Prompt, generated: str, prefix: str, suffix: str, mul
 
 
 def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document], k: int) -> list[Document]:
-    """The previous request's snippets while at least half of them are still among the candidates, else
-    the top `k` candidates.
+    """The previous request's snippets while any of them is still among the candidates, else the top `k`
+    candidates.
 
     Snippets open the prompt, so a new set costs a prefill of the whole prompt. When the user moves on to
     the next line, the query gains that line's names and the ranking shifts, mostly among snippets that
     all stay relevant; keeping the previous ones keeps the model's KV cache, and only the lines written
-    since are run. Half, not all: in bench/bench_steady.py (requests, 111 next lines) 101 lines kept the
-    line above's snippets and scored as with their own (edit similarity +0.0097, paired 95% interval
-    [-0.0187, +0.044]), where requiring all of them to stay renewed the set, and so re-ran the whole
-    prompt, more often. When the user goes elsewhere the candidates change wholesale and the snippets
+    since are run. One is enough: in bench/bench_steady.py (requests, 111 next lines) requiring half of
+    them renewed the set on 9 lines, 8 of whose requests re-ran most of the prompt (the after-writing
+    p95), where requiring one renews it on 1; the kept snippets score as the line's own (the figures are
+    in docs/BENCHMARKS.md). When the user goes elsewhere the candidates change wholesale and the snippets
     follow; a new index generation starts afresh, and each recent file keeps its own (`Completer`).
     """
-    if previous and 2 * sum(document in candidates for document in previous) >= len(previous):
+    if any(document in candidates for document in previous):
         return list(previous)
     return list(candidates[:k])
 

@@ -128,12 +128,12 @@ def test_single_line_insertion_does_not_repeat_the_rest_of_the_line() -> None:
     assert insertion_text(prompt(), "a)\nmore", "f(", "", False) == "a)"
 
 
-def test_snippets_stay_while_half_of_them_are_still_candidates() -> None:
+def test_snippets_stay_while_any_of_them_is_still_a_candidate() -> None:
     a, b, c, d, e, f = (Document(f"m{i}.py", 1, 2, f"def f{i}():\n    pass\n") for i in range(6))
     assert steady_snippets((), [a, b, c, d], 2) == [a, b]
     assert steady_snippets([a, b], [c, d, b, a], 2) == [a, b]  # both still candidates: kept, in order
     assert steady_snippets([a, b], [c, d, e, b], 2) == [a, b]  # one of two left: kept
-    assert steady_snippets([a, b, c], [d, e, f, c], 3) == [d, e, f]  # one of three: the new top three
+    assert steady_snippets([a, b, c], [d, e, f, c], 3) == [a, b, c]  # one of three is enough
     assert steady_snippets([a, b], [c, d, e, f], 2) == [c, d]  # the user went elsewhere
 
 
