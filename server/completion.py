@@ -312,6 +312,7 @@ class Completer:
             prompt_caches=self.config.prompt_caches,
         )
         timings["generate"] = time.perf_counter() - mark
+        timings["prefill"] = generation.prefill_seconds  # the generation's first forward pass, within it
         timings["total"] = time.perf_counter() - started
         text = insertion_text(prompt, generation.text, prefix, suffix, multiline)
         result = Completion(
