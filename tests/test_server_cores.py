@@ -148,7 +148,7 @@ def test_snippets_are_kept_per_file_and_index_generation() -> None:
         return set(completer.complete(request, cache_key=context).documents)
 
     assert snippets("app.py", "generation 1") == {a, b}
-    ranking = [c, d, b]  # `a` is no candidate any more, `b` still is: half of the snippets stay
+    ranking = [c, d, b]  # `a` is no candidate any more, `b` still is: the snippets stay
     assert snippets("app.py", "generation 1") == {a, b}
     ranking = [c, d, b, a]
     assert snippets("app.py", "generation 2") == {c, d}  # reindexed: the snippets' text may have changed
@@ -156,6 +156,13 @@ def test_snippets_are_kept_per_file_and_index_generation() -> None:
     assert snippets("other.py", "generation 2") == {a, b}
     # Back in app.py, its own snippets are still candidates: kept, so its prompt's head is as it was.
     assert snippets("app.py", "generation 2") == {c, d}
+
+
+def test_a_completion_reports_its_prefill_within_its_generation() -> None:
+    serve = replace(Config().serve, completion_max_tokens=4, completion_cache_size=0)
+    completer = Completer(load_model(device="cpu"), serve)
+    timings = completer.complete(CompletionRequest("app.py", "def area(width, height):\n    ", 1, 4)).timings
+    assert 0 < timings["prefill"] <= timings["generate"] <= timings["total"]
 
 
 def test_latest_request_cancels_the_previous_one() -> None:
