@@ -19,7 +19,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,13 +26,12 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import cut_at_indentation, sample_lines
+from bench_steady import uncached_completer
 from corpora import CORPORA, indexed_copy
 from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
-from repolm.server.engine import Engine
 from report import machine, write_report
 
 from repolm.attention import kv_cache
-from repolm.config import Config
 from repolm.model import LoadedModel
 from repolm.prompt import PromptRequest, build_prompt
 
@@ -119,11 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-jump-") as scratch:
         root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
-        engine = Engine(root, Config())
-        loaded = engine.model()
-        completer = engine.completer
-        assert completer is not None, "the engine builds its completer with the model"
-        completer.config = replace(completer.config, completion_cache_size=0)
+        completer = uncached_completer(root)
         requests, longest = split_requests(root, completer, args.lines)
         report = {
             "machine": machine(),
@@ -131,7 +125,7 @@ def main() -> None:
             "command": " ".join(["python", "bench/bench_jump.py", *sys.argv[1:]]),
             "torch_threads": torch.get_num_threads(),
             "new_line_requests": requests,
-            "full_prompt_prefill": prefill_split(loaded, longest, args.rounds),
+            "full_prompt_prefill": prefill_split(completer.model, longest, args.rounds),
         }
     write_report(report, args.out)
 

@@ -47,6 +47,16 @@ def scored(completion: Completion, expected: str) -> tuple[float, bool]:
     return edit_similarity(got, expected.strip()), bool(exact_match(got, expected.strip()))
 
 
+def uncached_completer(root: Path) -> Completer:
+    """The completer `repolm serve` would use on `root`, its answer cache off: every request runs."""
+    engine = Engine(root, Config())
+    engine.model()
+    completer = engine.completer
+    assert completer is not None, "the engine builds its completer with the model"
+    completer.config = replace(completer.config, completion_cache_size=0)
+    return completer
+
+
 def compare(root: Path, completer: Completer, lines: int) -> dict[str, object]:
     half_budget = completer.config.completion_budget // 2
     pairs = next_lines(root, sample_lines(root, lines))
@@ -108,12 +118,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-steady-") as scratch:
         root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
-        engine = Engine(root, Config())
-        engine.model()
-        completer = engine.completer
-        assert completer is not None, "the engine builds its completer with the model"
-        completer.config = replace(completer.config, completion_cache_size=0)
-        result = compare(root, completer, args.lines)
+        result = compare(root, uncached_completer(root), args.lines)
     report = {
         "machine": machine(),
         "corpus": args.corpus,
