@@ -1,6 +1,6 @@
 """What keeping the line above's snippets costs in quality, paired on the same lines.
 
-    python bench/bench_steady.py [--corpus requests] [--lines 150] [--out bench/results/steady.json]
+    python bench/bench_steady.py [--corpus requests] [--lines 150] [--steps 1] [--out FILE]
 
 After the user writes a line and presses Enter, the server keeps the previous request's snippets while
 any of them is still among the new candidates (`steady_snippets`): the prompt's head then
@@ -12,6 +12,10 @@ bootstrap 95% interval. The after-writing requests that still ran most of their 
 the budget: the KV cache held less than the snippets) are counted by cause: new snippets, or kept
 snippets with a prefix whose start moved. Single-line requests only, as in the latency goal; the figures
 of the LSP path are `bench/bench_server.py`'s.
+
+With `--steps N` the user writes on for N lines from each sampled line, each completed as after writing
+the one above, so the snippets kept from the chain's start may drift away from the code being written;
+the figures are then given per step as well.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import cut_at_indentation, next_lines, sample_lines
+from bench_server import cut_at_indentation, sample_lines
 from corpora import indexed_copy
 from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
 from repolm.server.engine import Engine
@@ -34,6 +38,7 @@ from report import machine, write_report
 from repolm.config import Config
 
 HERE = Path(__file__).resolve().parent
+WRITING = "writing"  # the completer's context for the chain of lines written one after another
 
 
 def request(root: Path, relative: str, number: int, line: str) -> CompletionRequest:
@@ -57,30 +62,44 @@ def uncached_completer(root: Path) -> Completer:
     return completer
 
 
-def compare(root: Path, completer: Completer, lines: int) -> dict[str, object]:
+def lines_below(root: Path, relative: str, number: int, count: int) -> list[tuple[str, int, str]]:
+    """The next `count` non-blank lines below line `number` of a file (fewer at its end)."""
+    text = (root / relative).read_text(encoding="utf-8").splitlines()
+    below = [n for n in range(number + 1, len(text)) if text[n].strip()][:count]
+    return [(relative, n, text[n]) for n in below]
+
+
+def compare(root: Path, completer: Completer, lines: int, steps: int) -> dict[str, object]:
+    """From each sampled line, write on for `steps` lines: each next line is completed as after writing
+    the one above (`kept`, the chain's snippets carried along) and afresh (`own`)."""
     half_budget = completer.config.completion_budget // 2
-    pairs = next_lines(root, sample_lines(root, lines))
     rows = []
-    for before, after in zip(pairs[::2], pairs[1::2], strict=True):
-        first, second = request(root, *before), request(root, *after)
-        if opens_block(second.text):
-            continue
-        completer.clear_cache()
-        above = completer.complete(first)
-        kept = completer.complete(second)
-        completer.clear_cache()
-        own = completer.complete(second)
-        rows.append(
-            {
-                "kept": scored(kept, after[2]),
-                "own": scored(own, after[2]),
-                "same_snippets": kept.documents == own.documents,
-                "kept_previous": kept.documents == above.documents,
-                "kept_prefill_tokens": kept.prefill_tokens,
-                "kept_reran_prompt": kept.prefill_tokens > half_budget,
-            }
-        )
-    return summarise(rows)
+    for start in sample_lines(root, lines):
+        completer.clear_cache()  # a chain starts with no kept snippets
+        above = completer.complete(request(root, *start), cache_key=WRITING)
+        for step, after in enumerate(lines_below(root, start[0], start[1], steps), start=1):
+            line = request(root, *after)
+            kept = completer.complete(line, cache_key=WRITING)
+            if not opens_block(line.text):
+                own = completer.complete(line, cache_key=f"own {step}")  # a place with no kept snippets
+                rows.append(
+                    {
+                        "step": step,
+                        "kept": scored(kept, after[2]),
+                        "own": scored(own, after[2]),
+                        "same_snippets": kept.documents == own.documents,
+                        "kept_previous": kept.documents == above.documents,
+                        "kept_prefill_tokens": kept.prefill_tokens,
+                        "kept_reran_prompt": kept.prefill_tokens > half_budget,
+                    }
+                )
+            above = kept
+    result = summarise(rows)
+    if steps > 1:
+        result["by_step"] = {
+            step: summarise([r for r in rows if r["step"] == step]) for step in range(1, steps + 1)
+        }
+    return result
 
 
 def summarise(rows: list[dict]) -> dict[str, object]:
@@ -114,11 +133,12 @@ def main() -> int:
     )
     parser.add_argument("--corpus", default="requests")
     parser.add_argument("--lines", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=1, help="lines written on from each sampled line")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "steady.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-steady-") as scratch:
         root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
-        result = compare(root, uncached_completer(root), args.lines)
+        result = compare(root, uncached_completer(root), args.lines, args.steps)
     report = {
         "machine": machine(),
         "corpus": args.corpus,
