@@ -74,7 +74,7 @@ def compare(root: Path, completer: Completer, lines: int, steps: int) -> dict[st
     the one above (`kept`, the chain's snippets carried along) and afresh (`own`)."""
     half_budget = completer.config.completion_budget // 2
     rows = []
-    for start in sample_lines(root, lines):
+    for chain, start in enumerate(sample_lines(root, lines)):
         completer.clear_cache()  # a chain starts with no kept snippets
         above = completer.complete(request(root, *start), cache_key=WRITING)
         for step, after in enumerate(lines_below(root, start[0], start[1], steps), start=1):
@@ -84,6 +84,7 @@ def compare(root: Path, completer: Completer, lines: int, steps: int) -> dict[st
                 own = completer.complete(line, cache_key=f"own {step}")  # a place with no kept snippets
                 rows.append(
                     {
+                        "chain": chain,
                         "step": step,
                         "kept": scored(kept, after[2]),
                         "own": scored(own, after[2]),
@@ -96,6 +97,18 @@ def compare(root: Path, completer: Completer, lines: int, steps: int) -> dict[st
             above = kept
     result = summarise(rows)
     if steps > 1:
+        # A chain's lines share its snippets, so they are not independent draws: the interval that
+        # counts is over chains (each chain's mean difference), wider than the one over lines.
+        chains = sorted({row["chain"] for row in rows})
+        result["kept_minus_own_per_chain"] = {
+            metric: bootstrap(
+                [
+                    statistics.mean(scale * (r["kept"][i] - r["own"][i]) for r in rows if r["chain"] == c)
+                    for c in chains
+                ]
+            ).to_json()
+            for metric, i, scale in (("edit_similarity", 0, 1.0), ("exact_match", 1, 100.0))
+        }
         result["by_step"] = {
             step: summarise([r for r in rows if r["step"] == step]) for step in range(1, steps + 1)
         }
