@@ -313,7 +313,7 @@ class Completer:
             prompt_caches=self.config.prompt_caches,
         )
         timings["generate"] = time.perf_counter() - mark
-        timings["prefill"] = generation.prefill_seconds  # the generation's first forward pass, within it
+        timings["prefill"] = generation.prefill_seconds  # up to the end of its first pass, within "generate"
         timings["total"] = time.perf_counter() - started
         text = insertion_text(prompt, generation.text, prefix, suffix, multiline)
         result = Completion(
