@@ -25,10 +25,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import cut_at_indentation, sample_lines
-from bench_steady import uncached_completer
+from bench_server import sample_lines, single_lines
+from bench_steady import request, uncached_completer
 from corpora import CORPORA, indexed_copy
-from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
+from repolm.server.completion import Completer, Completion, CompletionRequest
 from report import machine, write_report
 
 from repolm.attention import kv_cache
@@ -45,11 +45,9 @@ def split_requests(root: Path, completer: Completer, lines: int) -> tuple[dict[s
     """Per-stage medians over the single-line requests, and the longest prompt's tokens."""
     stages: dict[str, list[float]] = {"retrieve": [], "prompt": [], "prefill": [], "decode": [], "total": []}
     prefilled, generated, longest = [], [], []
-    for relative, number, line in sample_lines(root, lines):
-        text, indent = cut_at_indentation(root, relative, number, line)
-        if opens_block(text):
-            continue
-        completion = completer.complete(CompletionRequest(relative, text, number, indent))
+    for sampled in single_lines(root, sample_lines(root, lines)):
+        line = request(root, *sampled)
+        completion = completer.complete(line)
         timings = completion.timings
         for stage in ("retrieve", "prompt", "prefill", "total"):
             stages[stage].append(timings[stage])
@@ -57,7 +55,7 @@ def split_requests(root: Path, completer: Completer, lines: int) -> tuple[dict[s
         prefilled.append(completion.prefill_tokens)
         generated.append(len(completer.model.tokenizer(completion.text)["input_ids"]))
         if completion.prefill_tokens > len(longest):
-            longest = prompt_ids(completer, relative, text, completion)
+            longest = prompt_ids(completer, line, completion)
     result = {stage: round(1000 * statistics.median(values), 1) for stage, values in stages.items()}
     return {
         "requests": len(stages["total"]),
@@ -67,10 +65,11 @@ def split_requests(root: Path, completer: Completer, lines: int) -> tuple[dict[s
     }, longest
 
 
-def prompt_ids(completer: Completer, relative: str, text: str, completion: Completion) -> list[int]:
-    """The prompt `completion` was made from: the same snippets and prefix give the same tokens."""
-    request = PromptRequest("complete", completion.documents, prefix=text, path=relative)
-    return build_prompt(request, completer.model.tokenizer, completer.config.completion_budget).input_ids
+def prompt_ids(completer: Completer, line: CompletionRequest, completion: Completion) -> list[int]:
+    """The prompt `completion` was made from: the same snippets and prefix give the same tokens (the
+    document ends at the cursor)."""
+    prompt = PromptRequest("complete", completion.documents, prefix=line.text, path=line.path)
+    return build_prompt(prompt, completer.model.tokenizer, completer.config.completion_budget).input_ids
 
 
 def prefill(loaded: LoadedModel, ids: list[int]) -> float:
