@@ -37,6 +37,8 @@ PREFIX_SHARE = 0.5
 MIN_SNIPPET_LINES = 3
 # A prefix that must be cut starts on a line number divisible by this (see `_fit_prefix`).
 PREFIX_ANCHOR_LINES = 8
+# Tokens of the snippets' share kept free for the prompt's own headers and token merges at the seams.
+SNIPPET_MARGIN = 48
 
 _LINE_COMMENT = {
     ".js": "//",
@@ -95,6 +97,7 @@ class Prompt:
     input_ids: list[int]
     documents: tuple[Document, ...]  # the ones that fit, best first; a cut one has its end_line lowered
     healed: str  # removed from the end of the prefix by token healing; the generation must start with it
+    prefix_start: int = 0  # completion: where the kept code before the cursor starts in `text`
 
 
 def comment_prefix(path: str) -> str:
@@ -165,9 +168,17 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def _snippet(document: Document, comment: str) -> str:
+def path_header(path: str, document: Document | None = None) -> str:
+    """The comment line that says where the code below it comes from: a snippet's span, or (without
+    `document`) the current file `path`. Written in the current file's comment syntax, so that the
+    whole prompt reads as one file of its language."""
+    where = f"{document.path}:{document.start_line}-{document.end_line}" if document else path or "untitled"
+    return f"{comment_prefix(path)} Path: {where}\n"
+
+
+def _snippet(document: Document, path: str) -> str:
     text = document.text if document.text.endswith("\n") else document.text + "\n"
-    return f"{comment} Path: {document.path}:{document.start_line}-{document.end_line}\n{text}\n"
+    return f"{path_header(path, document)}{text}\n"
 
 
 def _tail(lines: list[str], count: int) -> str:
@@ -204,41 +215,69 @@ def _fit_document(document: Document, fits: Callable[[Document], bool]) -> Docum
     return first(keep) if keep >= MIN_SNIPPET_LINES else None
 
 
-def _completion_text(documents: Sequence[Document], comment: str, path: str, prefix: str) -> str:
+def _completion_text(documents: Sequence[Document], path: str, prefix: str) -> str:
     # Best snippet last, next to the code: small models attend most to what is closest.
-    snippets = "".join(_snippet(d, comment) for d in reversed(documents))
-    return f"{snippets}{comment} Path: {path or 'untitled'}\n{prefix}"
+    snippets = "".join(_snippet(d, path) for d in reversed(documents))
+    return f"{snippets}{path_header(path)}{prefix}"
 
 
-def _select(request: PromptRequest, tokenizer: Any, budget: int) -> tuple[tuple[Document, ...], str]:
+def fit_snippets(documents: Sequence[Document], path: str, tokenizer: Any, budget: int) -> list[Document]:
+    """Snippets cut (whole lines) to a fixed share of the budget, before they meet the prefix.
+
+    `_select` gives snippets whatever room the prefix leaves, cutting the last one to fit; since the
+    snippets open the prompt, a prefix one token longer (a keystroke) would change the prompt's first
+    tokens and throw away the model's whole KV cache. Snippets that fit the room the prefix can never
+    take (the prefix is held to PREFIX_SHARE of the budget) keep the head of the prompt the same.
+    """
+    room = int(budget * (1 - PREFIX_SHARE)) - SNIPPET_MARGIN
+    kept: list[Document] = []
+    for document in documents:
+        whole = _lines(document.text)
+        lines = list(whole)
+        header = path_header(path, document)
+        while lines and len(tokenizer(header + "".join(lines) + "\n")["input_ids"]) > room:
+            lines.pop()
+        if not lines or (len(lines) < len(whole) and len(lines) < MIN_SNIPPET_LINES):
+            break  # cut to too little to be worth its header: the room is spent
+        if len(lines) < len(whole):
+            document = replace(document, text="".join(lines), end_line=document.start_line + len(lines) - 1)
+        kept.append(document)
+        room -= len(tokenizer(header + "".join(lines) + "\n")["input_ids"])
+    return kept
+
+
+def _select(
+    documents: Sequence[Document], request: PromptRequest, tokenizer: Any, budget: int
+) -> tuple[tuple[Document, ...], str]:
     """Documents (rank order) and the prefix's kept tail that together fit in `budget` tokens."""
-    comment = comment_prefix(request.path)
-    header = _completion_text((), comment, request.path, "")
+    header = _completion_text((), request.path, "")
     lines = _lines(request.prefix)
     room = budget - _count(tokenizer, header)
     prefix = _fit_prefix(tokenizer, lines, min(room, int(budget * PREFIX_SHARE)))
     room -= _count(tokenizer, prefix)
-    documents: list[Document] = []
-    for document in request.documents:
-        fitted = _fit_document(document, lambda d, room=room: _count(tokenizer, _snippet(d, comment)) <= room)
+    chosen: list[Document] = []
+    for document in documents:
+        fitted = _fit_document(
+            document, lambda d, room=room: _count(tokenizer, _snippet(d, request.path)) <= room
+        )
         if fitted is not None:
-            documents.append(fitted)
-            room -= _count(tokenizer, _snippet(fitted, comment))
+            chosen.append(fitted)
+            room -= _count(tokenizer, _snippet(fitted, request.path))
         if fitted is not document:  # cut or dropped: the budget is spent
             break
     # What the snippets left over goes back to the prefix.
     prefix = _fit_prefix(tokenizer, lines, room + _count(tokenizer, prefix))
-    return tuple(documents), prefix
+    return tuple(chosen), prefix
 
 
 def _build_completion(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
-    comment = comment_prefix(request.path)
+    documents = fit_snippets(request.documents, request.path, tokenizer, budget)
     limit = budget
     while True:
         # Pieces are counted one by one, but tokens can merge across their seams: check the whole and
         # shrink the allowance until it truly fits.
-        documents, prefix = _select(request, tokenizer, limit)
-        text = _completion_text(documents, comment, request.path, prefix)
+        chosen, prefix = _select(documents, request, tokenizer, limit)
+        text = _completion_text(chosen, request.path, prefix)
         cut = _healing_cut(text, len(text) - len(prefix), tokenizer)
         input_ids = _encode(tokenizer, text[:cut])
         if len(input_ids) <= budget or limit <= 0:
@@ -246,7 +285,7 @@ def _build_completion(request: PromptRequest, tokenizer: Any, budget: int) -> Pr
         limit -= len(input_ids) - budget
     if len(input_ids) > budget:
         raise ValueError(f"budget {budget} is too small for the prompt's fixed header")
-    return Prompt(text[:cut], input_ids, documents, text[cut:])
+    return Prompt(text[:cut], input_ids, chosen, text[cut:], prefix_start=len(text) - len(prefix))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,13 +16,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from repolm.config import ServeConfig
 from repolm.model import Cancel, LoadedModel, StopRules, generate
 from repolm.prompt import (
-    PREFIX_SHARE,
     Document,
     Prompt,
     PromptRequest,
@@ -32,7 +30,6 @@ from repolm.prompt import (
 
 # Retrieval: a chunk for each snippet slot, with a cap per file so one big module cannot take them all.
 PER_FILE_CAP = 2
-SNIPPET_MARGIN = 48  # tokens kept free for the prompt's own headers and token merges at the seams
 RECENT_LINES = 8  # lines before the cursor whose identifiers make up the query
 STEADY_CANDIDATES = 2  # times the snippet count: how far down the ranking the last snippets may sink
 MAX_QUERY_TERMS = 40
@@ -209,28 +206,6 @@ def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document]
     return list(candidates[:k])
 
 
-def fit_snippets(documents: Sequence[Document], tokenizer: Any, budget: int) -> list[Document]:
-    """Snippets cut (whole lines) to a fixed share of the budget, before `build_prompt` sees them.
-
-    `build_prompt` gives snippets whatever room the prefix leaves, cutting the last one to fit; since the
-    snippets open the prompt, a prefix one token longer (a keystroke) would change the prompt's first
-    tokens and throw away the model's whole KV cache. Snippets that fit the room the prefix can never
-    take (the prefix is held to PREFIX_SHARE of the budget) keep the head of the prompt the same.
-    """
-    room = int(budget * (1 - PREFIX_SHARE)) - SNIPPET_MARGIN
-    kept: list[Document] = []
-    for document in documents:
-        lines = document.text.splitlines(keepends=True)
-        header = f"# Path: {document.path}:{document.start_line}-{document.end_line}\n"
-        while lines and len(tokenizer(header + "".join(lines) + "\n")["input_ids"]) > room:
-            lines.pop()
-        if len(lines) < 3:  # too little left to be worth its header
-            break
-        kept.append(replace(document, text="".join(lines), end_line=document.start_line + len(lines) - 1))
-        room -= len(tokenizer(header + "".join(lines) + "\n")["input_ids"])
-    return kept
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The completer: retrieval, prompt, model, cache, "the latest request wins"
 
@@ -290,7 +265,6 @@ class Completer:
             k = self.config.completion_snippets
             candidates = self.search(query, request.path, STEADY_CANDIDATES * k)
             documents = self._steady_snippets((cache_key, request.path), candidates, k)
-            documents = fit_snippets(documents, self.model.tokenizer, self.config.completion_budget)
         timings["retrieve"] = time.perf_counter() - started
         mark = time.perf_counter()
         prompt = build_prompt(

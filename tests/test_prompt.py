@@ -158,3 +158,10 @@ def test_explain_without_chat_template(tokenizer: Any) -> None:
     prompt = build_prompt(request, plain, 500)
     assert "<|im_start|>" not in prompt.text
     assert prompt.text.endswith("Answer:\n") and "[1] pkg/util.py:12-14" in prompt.text
+
+
+def test_a_short_whole_snippet_keeps_its_place_and_those_after_it(tokenizer: Any) -> None:
+    # A one-line definition is whole, not cut to too little: it and the snippets ranked below it stay.
+    constant = Document("pkg/consts.py", 3, 3, "TIMEOUT = 30\n", "pkg.consts.TIMEOUT")
+    prompt = complete(tokenizer, 768, docs=(constant, UTIL))
+    assert prompt.documents == (constant, UTIL)

@@ -144,11 +144,11 @@ def raft_rows(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: in
 
 def plain_rows(texts: Sequence[tuple[str, str]], tokenizer: Any, max_length: int) -> list[dict]:
     """Windows of `max_length` tokens over each file, under the same `# Path:` header the prompt uses."""
-    from repolm.prompt import comment_prefix
+    from repolm.prompt import path_header
 
     rows = []
     for path, text in texts:
-        ids = encode(tokenizer, f"{comment_prefix(path)} Path: {path}\n{text}")
+        ids = encode(tokenizer, f"{path_header(path)}{text}")
         for start in range(0, len(ids), max_length):
             window = ids[start : start + max_length]
             if len(window) >= 16:  # a file's last few tokens teach nothing on their own

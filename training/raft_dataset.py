@@ -35,7 +35,7 @@ from repolm.indexer.retrieval import Index, SearchFilter
 from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.server.completion import PER_FILE_CAP, retrieval_query
 
-from repolm.prompt import Document, Prompt, PromptRequest, build_prompt, comment_prefix
+from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_split import DEFAULT_FRACTION, is_held_out
 from .eval_targets import (
@@ -431,8 +431,7 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
         prompt, documents = fit_keeping_oracles(documents, build)
     except ValueError:
         return None
-    header = f"{comment_prefix(cursor.path)} Path: {cursor.path}\n"
-    kept_prefix = prompt.text.rsplit(header, 1)[-1] + prompt.healed
+    kept_prefix = prompt.text[prompt.prefix_start :] + prompt.healed
     in_prompt = prompted(documents, prompt)
     # The serving stop rules end a line completion at the newline and a block at its dedent; the
     # newline teaches the model to stop where the editor's text would go on.
