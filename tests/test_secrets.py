@@ -49,6 +49,13 @@ def test_planted_secret_is_redacted(name: str) -> None:
     assert out.splitlines()[0] == "import os" and out.splitlines()[3] == "print('done')"
 
 
+def test_redacting_redacted_text_changes_nothing() -> None:
+    """Evaluation reads redacted files and the completion core redacts them again: same prompt."""
+    text = "\n".join(template.format(secret) for template, secret in PLANTED.values()) + "\n"
+    once, _ = redact(text, "app/config.py")
+    assert redact(once, "app/config.py")[0] == once
+
+
 def test_secret_repeated_on_an_unprobed_line_is_also_removed() -> None:
     text = 'db_password = "Hunter2Hunter2"\n# the old password Hunter2Hunter2 still works\n'
     out, found = redact(text, "a.py")
@@ -222,6 +229,8 @@ def test_url_credentials_lose_their_password_and_keep_scheme_user_and_host(
         'DSN = "postgresql://<user>:<password>@<host>/app"',
         'DSN = "postgresql://user:****@db.internal/app"',
         'DSN = "postgresql://$USER:$PASSWORD@db.internal/app"',
+        "const url = new URL('https://abc:xyz@example.com');",  # documentation's examples
+        "// Prints https://a:b@example.com/",
     ],
 )
 def test_url_without_a_real_password_is_untouched(line: str) -> None:
