@@ -3,7 +3,9 @@
 Detection is detect-secrets' (its plugins' patterns, entropy scoring and false-positive heuristics).
 What this module adds is what redaction needs and a scanner for reports does not: the exact span of
 each value (only the value is replaced, names stay searchable), line counts that never change,
-multi-line private-key bodies, a few key formats detect-secrets lacks, and `.env` files.
+multi-line private-key bodies, a few key formats detect-secrets lacks, `.env` files, passwords in
+URLs whatever characters they hold, AWS secret keys that stand beside their key id with no name
+before them, and a cursor that keeps its place in a redacted buffer (`redact_split`).
 
 Speed: detect-secrets runs ~25 plugins on every line, far too slow for every line of a repository.
 A file is first probed with C-speed substring searches for known key prefixes (`AKIA`, `ghp_`,
@@ -11,13 +13,15 @@ A file is first probed with C-speed substring searches for known key prefixes (`
 `"token":`); only the lines those land on are scanned by the plugins. Most files have no such line
 and cost a few dozen `str.find` calls. The price: a secret with neither a known prefix nor a
 secret-sounding name on its line (a bare random string, a Telegram or Twilio key in `x = "..."`)
-is not found, the same blind spot detect-secrets' own keyword and entropy heuristics have.
+is not found, the same blind spot detect-secrets' own keyword and entropy heuristics have. The lines
+the plugins scanned are remembered, so redacting an edited buffer again scans only its changed lines.
 
 Every redacted span becomes REDACTION_MARKER; the kind of secret is in Redaction.secret_type.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -67,7 +71,7 @@ from detect_secrets.plugins.square_oauth import SquareOAuthDetector
 from detect_secrets.plugins.stripe import StripeDetector
 from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
-from detect_secrets.util.filetype import determine_file_type
+from detect_secrets.util.filetype import FileType, determine_file_type
 
 REDACTION_MARKER = "[REDACTED]"
 
@@ -83,13 +87,13 @@ class Redaction:
 # --- detectors ------------------------------------------------------------------------------------
 
 # Every line-based detect-secrets plugin except: IPPublicDetector (a public IP is not a secret and
-# redacting IPs would wreck search in networking code) and PrivateKeyDetector (it only flags the
-# BEGIN line; the key body is handled below).
+# redacting IPs would wreck search in networking code), PrivateKeyDetector (it only flags the BEGIN
+# line; the key body is handled below) and BasicAuthDetector (its password may hold none of RFC 3986's
+# sub-delimiters, so `admin:S3cr3t!x@host` slipped through; _URL_CREDENTIAL replaces it).
 _REGEX_PLUGINS: tuple[RegexBasedDetector, ...] = (
     AWSKeyDetector(),
     ArtifactoryDetector(),
     AzureStorageKeyDetector(),
-    BasicAuthDetector(),
     CloudantDetector(),
     DiscordBotTokenDetector(),
     GitHubTokenDetector(),
@@ -122,6 +126,18 @@ _EXTRA_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Bearer Token", re.compile(r"(?i)\b(?:bearer|authorization:\s*token)\s+([A-Za-z0-9._~+/-]{16,}=*)")),
 )
 
+# `scheme://user:password@host` in any file. Only the password goes: scheme, user and host keep the
+# code readable. Passwords hold `!$&;#@...` in practice, so the password runs to the last `@` before
+# the host; `/`, `?`, whitespace and quotes end it (a port and a path, `host:8080/x?to=a@b`, are no
+# credentials). The user may be empty (`redis://:password@host`).
+_URL_CREDENTIAL = re.compile(r"://[^\s:/?#@\"'`<>]*:([^\s/?\"'`<>]+)@(?=[\w\[])")
+
+# An AWS secret access key has no prefix of its own: 40 characters of base64 without padding. Alone it
+# cannot be told from any token; beside its key id (the same line, or the line before or after, as
+# where a comment or a tuple pairs them) it can.
+_AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+
 # --- the cheap probe ------------------------------------------------------------------------------
 
 # Substrings that every token of a prefixed format contains (case-sensitive). Each costs one C-level
@@ -134,7 +150,7 @@ _ANCHOR_PATTERNS = (
     re.compile(r"A(?:KIA|SIA|BIA|CCA|3T|KC|Iza|ccountKey=)"),  # AWS, Artifactory, Google, Azure
     re.compile(r"g(?:h[pousr]_|ithub_pat_|l(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas)-)"),  # GitHub, GitLab
     re.compile(r"_(?:live_|authToken)"),  # Stripe, npm
-    re.compile(r"://[^\s/@]+:[^\s/@]+@"),  # credentials in a URL
+    re.compile(r"://[^\s/@]*:[^\s/]+@"),  # credentials in a URL
 )
 # Secret-sounding names (searched in the lower-cased text); a hit counts only when an assignment,
 # a key/value separator or a call follows the name (`password =`, `"api_key":`, `setToken(`).
@@ -155,6 +171,7 @@ _MAX_KEY_LINES = 200
 # Keyword and entropy scans are regex-heavy; minified or data lines this long only get the
 # prefixed-format detectors.
 _MAX_KEYWORD_LINE = 4000
+_LINE_CACHE_SIZE = 4096  # scanned lines remembered (see _scan_short_line)
 
 # --- false-positive filters -----------------------------------------------------------------------
 
@@ -194,19 +211,22 @@ class _FileKind:
     is_env: bool
     is_code: bool
     is_lock: bool
-    keyword_regexes: dict[re.Pattern[str], int]
+    file_type: FileType
 
     @staticmethod
     def of(path: str) -> _FileKind:
         name = os.path.basename(path)
         ext = os.path.splitext(name)[1].lower()
-        regexes = REGEX_BY_FILETYPE.get(determine_file_type(path), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
         return _FileKind(
             is_env=name == ".env" or name.startswith(".env.") or name.endswith(".env"),
             is_code=ext in _CODE_EXTENSIONS,
             is_lock=is_lock_file(path),
-            keyword_regexes=regexes,
+            file_type=determine_file_type(path),
         )
+
+    @property
+    def keyword_regexes(self) -> dict[re.Pattern[str], int]:
+        return REGEX_BY_FILETYPE.get(self.file_type, QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
 
 
 def redact(text: str, path: str) -> tuple[str, list[Redaction]]:
@@ -229,17 +249,59 @@ def redact(text: str, path: str) -> tuple[str, list[Redaction]]:
     if lines is None:
         lines = text.split("\n")
 
+    beside_key_ids = _aws_key_id_neighbours(lines, candidates)
     values: dict[str, str] = {}  # secret value -> its type
     for index, keyword_line in candidates.items():
         if index in key_lines:
             continue
-        spans = _line_spans(lines[index], kind, keyword_line)
+        spans = [*_line_spans(lines[index], kind, keyword_line)]
+        if index in beside_key_ids:
+            spans += _aws_secret_spans(lines[index])
         if spans:
             values.update((lines[index][start:end], secret_type) for start, end, secret_type in spans)
             lines[index] = _apply(lines[index], spans, index, found)
     _redact_repeats(lines, values, found)
     found.sort(key=lambda r: r.line)
     return "\n".join(lines), found
+
+
+def redact_split(text: str, path: str, offset: int) -> tuple[str, str]:
+    """`text` redacted, cut where the cursor at `offset` was: the redacted text before it and after it.
+
+    The whole text is redacted before it is cut, so a secret the cursor stands in or next to is still
+    found. Lines stay; the cursor keeps its place among the characters that stay, and one inside a
+    secret moves past the marker that replaced it.
+    """
+    clean, found = redact(text, path)
+    if not found:
+        return text[:offset], text[offset:]
+    row = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    lines, clean_lines = text.split("\n"), clean.split("\n")
+    column = _redacted_column(lines[row], clean_lines[row], offset - start)
+    before = "".join(line + "\n" for line in clean_lines[:row]) + clean_lines[row][:column]
+    return before, clean[len(before) :]
+
+
+def _redacted_column(line: str, clean: str, column: int) -> int:
+    """Where `column` of `line` is in `clean`, the line with its secrets replaced by the marker."""
+    if line == clean:
+        return column
+    pieces = clean.split(REDACTION_MARKER)  # line = pieces[0] secret pieces[1] secret ... pieces[-1]
+    at, clean_at = 0, 0  # where the current piece starts in `line` and in `clean`
+    for number, piece in enumerate(pieces):
+        if number:  # a secret stands before this piece, from `at` to where the piece starts
+            last = number == len(pieces) - 1
+            found = len(line) - len(piece) if last else line.find(piece, at + 1)
+            at = max(at, found)
+            clean_at += len(REDACTION_MARKER)
+            if column < at:
+                return clean_at
+        if column <= at + len(piece):
+            return clean_at + column - at
+        at += len(piece)
+        clean_at += len(piece)
+    return len(clean)
 
 
 # --- probe ----------------------------------------------------------------------------------------
@@ -319,11 +381,28 @@ def _offsets_to_indexes(text: str, offsets: dict[int, bool]) -> dict[int, bool]:
     return indexes
 
 
+def _aws_key_id_neighbours(lines: list[str], candidates: dict[int, bool]) -> set[int]:
+    """Indexes of the lines on, before and after an AWS key id, which join the candidates: there its
+    secret key may stand without a name (`# AKIA... <secret>`, `("AKIA...", "<secret>")`)."""
+    neighbours: set[int] = set()
+    for index in [i for i in candidates if _AWS_KEY_ID.search(lines[i])]:
+        for near in range(max(0, index - 1), min(len(lines), index + 2)):
+            neighbours.add(near)
+            candidates.setdefault(near, False)
+    return neighbours
+
+
 # --- per-line detection ---------------------------------------------------------------------------
 
 
-def _line_spans(line: str, kind: _FileKind, keyword_line: bool) -> list[_Span]:
-    spans = [*_regex_plugin_spans(line), *_extra_spans(line)]
+def _line_spans(line: str, kind: _FileKind, keyword_line: bool) -> tuple[_Span, ...]:
+    if len(line) > _MAX_KEYWORD_LINE:  # a minified line is not worth a place in the cache
+        return _scan_line(line, kind, keyword_line)
+    return _scan_short_line(line, kind, keyword_line)
+
+
+def _scan_line(line: str, kind: _FileKind, keyword_line: bool) -> tuple[_Span, ...]:
+    spans = [*_regex_plugin_spans(line), *_extra_spans(line), *_url_credential_spans(line)]
     if keyword_line and len(line) <= _MAX_KEYWORD_LINE:
         named = [*_keyword_spans(line, kind)]
         if not kind.is_lock:  # lock files are full of hashes that are not secrets
@@ -335,7 +414,12 @@ def _line_spans(line: str, kind: _FileKind, keyword_line: bool) -> list[_Span]:
             spans += _assignment_spans(_ENV_LINE, line, "Env File Value")
         elif not kind.is_code:
             spans += _assignment_spans(_SECRET_ASSIGNMENT, line, "Secret Assignment")
-    return spans
+    return tuple(spans)
+
+
+# Completion redacts the open buffer on every keystroke: the lines not being typed on come from here
+# instead of going through the plugins again, the slow part of a redaction.
+_scan_short_line = functools.lru_cache(maxsize=_LINE_CACHE_SIZE)(_scan_line)
 
 
 def _regex_plugin_spans(line: str) -> Iterator[_Span]:
@@ -385,6 +469,24 @@ def _extra_spans(line: str) -> Iterator[_Span]:
             # Keys mix letters and digits; `sk-learn-compatible-estimator` does not.
             if _has_letter_and_digit(match.group(group)):
                 yield *match.span(group), secret_type
+
+
+def _url_credential_spans(line: str) -> Iterator[_Span]:
+    for match in _URL_CREDENTIAL.finditer(line):
+        password = match.group(1)
+        # Templates, masks and documentation's examples (`${PASSWORD}`, `{password}`, `%(password)s`,
+        # `<password>`, `****`, `abc:xyz@`, `a:b@`).
+        if password[0] in "$%{<" or not any(c.isalnum() for c in password) or is_sequential_string(password):
+            continue
+        yield *match.span(1), BasicAuthDetector.secret_type
+
+
+def _aws_secret_spans(line: str) -> Iterator[_Span]:
+    for match in _AWS_SECRET.finditer(line):
+        token = match.group(0)
+        # Random base64 of this length mixes cases and digits; a hex digest or a word run does not.
+        if token.lower() != token and token.upper() != token and any(not c.isalpha() for c in token):
+            yield *match.span(), AWSKeyDetector.secret_type
 
 
 def _has_letter_and_digit(token: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repolm.indexer.code_graph import INVERSES, CodeGraph, Edge, GraphPath, Node, RelationPath, valid
+from repolm.indexer.secrets import redact
 
 from repolm.config import ServeConfig
 from repolm.model import LoadedModel, generate
@@ -157,6 +158,7 @@ def answer(
     graph: CodeGraph, question: str, planner: Planner, reasoner: Reasoner | None = None
 ) -> GraphAnswer:
     """Plan, follow, and answer; with a `reasoner`, the model's verified words come before the summary."""
+    question = redact(question, "")[0]  # what the user typed goes to the planner's and reasoner's prompts
     subject = subject_of(graph, question)
     if subject is None:
         text = "The question names no symbol this repository defines, so the code graph cannot answer it."

@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from repolm.indexer.secrets import REDACTION_MARKER, redact_split
+
 from repolm.config import ServeConfig
 from repolm.model import Cancel, LoadedModel, StopRules, generate
 from repolm.prompt import (
@@ -58,6 +60,7 @@ _NOISE = frozenset(keyword.kwlist) | {
     "len",
     "print",
     "range",
+    REDACTION_MARKER.strip("[]"),  # where a secret was: it would pull in other files' secrets
 }
 
 Search = Callable[[str, str, int], Sequence[Document]]  # (query, current path, k) -> documents, best first
@@ -259,13 +262,18 @@ class Completer:
                 return Completion(cached.text, multiline, "cached", cached.documents, cached.query, {})
         timings: dict[str, float] = {}
         started = time.perf_counter()
+        # The buffer is the one text the index did not redact: from here on, the query, the prompt and
+        # the answer see it with its secrets replaced (the cache key above stays on the raw text).
+        prefix, suffix = redact_split(request.text, request.path, len(prefix))
+        mark = time.perf_counter()
+        timings["redact"] = mark - started
         query = retrieval_query(prefix)
         documents: Sequence[Document] = ()
         if self.search is not None and query:
             k = self.config.completion_snippets
             candidates = self.search(query, request.path, STEADY_CANDIDATES * k)
             documents = self._steady_snippets((cache_key, request.path), candidates, k)
-        timings["retrieve"] = time.perf_counter() - started
+        timings["retrieve"] = time.perf_counter() - mark
         mark = time.perf_counter()
         prompt = build_prompt(
             PromptRequest("complete", documents, prefix=prefix, suffix=suffix, path=request.path),

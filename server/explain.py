@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from repolm.indexer.graph import Symbol, SymbolGraph
+from repolm.indexer.secrets import redact
 
 from repolm.config import ServeConfig
 from repolm.model import Cancel, LoadedModel, generate
@@ -185,10 +186,25 @@ def _excerpt(read_lines: ReadLines, path: str, first: int, last: int, symbol: st
     return Document(path, first, last, text, symbol)
 
 
+def redacted(read_lines: ReadLines) -> ReadLines:
+    """`read_lines` with every file's secrets redacted, each file once: open buffers and files on disk
+    are read as they are, unlike the index's text."""
+    files: dict[str, Sequence[str] | None] = {}
+
+    def read(path: str) -> Sequence[str] | None:
+        if path not in files:
+            lines = read_lines(path)
+            files[path] = None if lines is None else redact("".join(lines), path)[0].splitlines(keepends=True)
+        return files[path]
+
+    return read
+
+
 def gather_sources(
     graph: SymbolGraph, symbol: Symbol, card: SymbolCard, read_lines: ReadLines, docs: DocSearch | None
 ) -> list[Document]:
     """The definition, a few call sites, the callees' signatures and matching doc sections; best first."""
+    read_lines = redacted(read_lines)
     found: list[Document | None] = [
         _excerpt(
             read_lines,

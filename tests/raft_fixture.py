@@ -58,6 +58,8 @@ def shout(message):
 STORE = '''"""A tiny key-value store."""
 
 API_TOKEN = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+BACKUP_URL = "postgresql://admin:S3cr3t!Pw0rd@db.internal/backup"
+# AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
 
 
 class Store:

@@ -149,6 +149,22 @@ def test_targets_never_come_from_training_files(shop) -> None:
     assert all(all_lines.count(t.expected.strip()) == 1 for t in targets)
 
 
+def test_no_target_is_a_line_holding_a_secret(tmp_path: Path, embedder) -> None:
+    """A target's expected text goes into the report; a secret must not, nor be what a model is scored on."""
+    secret = "S3cr3t!Pw0rd"
+    code = (
+        "def backup(cart):\n"
+        f'    url = "postgresql://admin:{secret}@db.internal/app"\n'
+        "    return send_to(url, cart)\n"
+    )
+    root = write_tree(tmp_path, {"shop/pricing.py": code})
+    update_index(root, Config(), embedder=embedder)
+    index = Index.open(root, Config(), embedder=embedder)
+    targets = sample_targets(index, EvalSplit("file"), limit=100, seed=0)
+    index.close()
+    assert [t.expected for t in targets] == ["def backup(cart):", "return send_to(url, cart)"]
+
+
 def test_commit_split_takes_only_lines_added_since_the_revision(tmp_path: Path) -> None:
     diff = (
         "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -2,0 +3,2 @@\n+x = 1\n+y = 2\n"

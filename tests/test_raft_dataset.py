@@ -160,7 +160,13 @@ def test_secrets_filtered_deduplicated_and_jsonl_stable(built, tmp_path):
     first = write_jsonl(examples, out)
     assert write_jsonl(examples, tmp_path / "again.jsonl") == first
     text = out.read_text(encoding="utf-8")
-    assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc" not in text
+    for secret in (
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "S3cr3t!Pw0rd",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ):
+        assert secret not in text
+    assert "postgresql://admin:[REDACTED]@db.internal/backup" in text  # the store's file is in the rows
     rows = read_jsonl(out)
     assert len({row["id"] for row in rows}) == len(rows) == len(examples)
     for field in ("id", "task", "documents", "answer", "source_spans", "prompt", "completion"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from repolm.indexer.secrets import REDACTION_MARKER, redact
+from repolm.indexer.secrets import REDACTION_MARKER, redact, redact_split
 
 # One planted example per kind (format-valid, not real). Key: (line template, secret substring).
 JWT = (
@@ -47,6 +47,13 @@ def test_planted_secret_is_redacted(name: str) -> None:
     # Only the value goes: the name before it and the lines around it are untouched.
     assert out.splitlines()[2].startswith(template.split("{")[0].rstrip("'\""))
     assert out.splitlines()[0] == "import os" and out.splitlines()[3] == "print('done')"
+
+
+def test_redacting_redacted_text_changes_nothing() -> None:
+    """Evaluation reads redacted files and the completion core redacts them again: same prompt."""
+    text = "\n".join(template.format(secret) for template, secret in PLANTED.values()) + "\n"
+    once, _ = redact(text, "app/config.py")
+    assert redact(once, "app/config.py")[0] == once
 
 
 def test_secret_repeated_on_an_unprobed_line_is_also_removed() -> None:
@@ -178,3 +185,116 @@ def test_empty_and_binary_looking_input() -> None:
 def test_specific_detector_names_the_secret() -> None:
     _, found = redact('GITHUB_TOKEN = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"\n', "settings.py")
     assert [r.secret_type for r in found] == ["GitHub Token"]  # not the generic entropy finding
+
+
+# -- credentials in URLs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "password"),
+    [
+        ("app/settings.py", 'DB_URL = "postgresql://admin:S3cr3t!Pw0rd@db.internal/app"', "S3cr3t!Pw0rd"),
+        ("app/settings.py", 'DB = "mysql://app:pa$$w0rd;x@db.internal:3306/app"', "pa$$w0rd;x"),
+        ("app/settings.py", 'CACHE = "redis://:Xk2&mP9=qL@cache.internal:6379/0"', "Xk2&mP9=qL"),
+        ("app/settings.py", 'AMQP = "amqp://guest:gu3st(x)*+,@mq.internal//"', "gu3st(x)*+,"),
+        ("app/db.js", "const url = `mongodb://root:S3cr3t@42@mongo.internal/db`;", "S3cr3t@42"),
+        ("app/db.py", "# connect with postgresql://admin:S3cr3t!Passw0rd@db.internal/app", "S3cr3t!Passw0rd"),
+        ("docs/setup.md", "Run `psql postgresql://admin:S3cr3t!Pw0rd@db.internal/app`.", "S3cr3t!Pw0rd"),
+        ("deploy/values.yaml", "url: https://deploy:hunter2!@registry.internal/v2", "hunter2!"),
+    ],
+)
+def test_url_credentials_lose_their_password_and_keep_scheme_user_and_host(
+    path: str, line: str, password: str
+) -> None:
+    text = f"import os\n{line}\nprint('done')\n"
+    out, found = redact(text, path)
+    assert password not in out
+    lines = out.split("\n")
+    assert lines[1] == line.replace(password, REDACTION_MARKER)  # scheme, user and host stay readable
+    assert lines[0] == "import os" and lines[2] == "print('done')"
+    assert [r.line for r in found] == [2]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'REPO = "ssh://git@github.com/org/repo.git"',  # a user, no password
+        'URL = "https://admin@example.com/path"',
+        'URL = "http://localhost:8080/path?next=/login"',
+        'URL = "http://localhost:8080?email=someone@example.com"',  # a port and a query, no credentials
+        'DSN = "postgresql://user:${PASSWORD}@db.internal/app"',
+        'DSN = "postgresql://{user}:{password}@{host}/app"',
+        'DSN = f"postgresql://{user}:{password}@{host}/app"',
+        'DSN = "postgresql://%(user)s:%(password)s@%(host)s/app"',
+        'DSN = "postgresql://<user>:<password>@<host>/app"',
+        'DSN = "postgresql://user:****@db.internal/app"',
+        'DSN = "postgresql://$USER:$PASSWORD@db.internal/app"',
+        "const url = new URL('https://abc:xyz@example.com');",  # documentation's examples
+        "// Prints https://a:b@example.com/",
+    ],
+)
+def test_url_without_a_real_password_is_untouched(line: str) -> None:
+    text = f"def f():\n    {line}\n"
+    assert redact(text, "settings.py") == (text, [])
+
+
+# -- AWS secret keys beside their key id -----------------------------------------------------------
+
+AWS_ID, AWS_SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"# {AWS_ID} {AWS_SECRET}\nx = 1\n",
+        f"# key id: {AWS_ID}\n# secret: {AWS_SECRET}\nx = 1\n",
+        f"# secret: {AWS_SECRET}\n# key id: {AWS_ID}\nx = 1\n",
+        f'client = boto3.client("s3", "{AWS_ID}", "{AWS_SECRET}")\nx = 1\n',
+        f"keys = [\n    ('ASIAY34FZKBOKMUTVV7A', '{AWS_SECRET}'),\n]\n",
+    ],
+)
+def test_aws_secret_beside_its_key_id_is_redacted(text: str) -> None:
+    out, found = redact(text, "app/aws.py")
+    assert AWS_SECRET not in out and AWS_ID not in out
+    assert out.count("\n") == text.count("\n")
+    assert {r.secret_type for r in found} == {"AWS Access Key"}
+
+
+def test_forty_character_tokens_that_are_no_aws_secret_stay() -> None:
+    # A git commit (hex, one case) beside a key id, and a random-looking token far from any key id.
+    sha = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    text = f"# {AWS_ID} added in {sha}\n\n\n\nCHECKSUM = 'Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2Fy'\n"
+    out, _ = redact(text, "notes.py")
+    assert sha in out and "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2Fy" in out
+
+
+# -- a cursor in a redacted buffer -----------------------------------------------------------------
+
+PASSWORD = "Tr0ub4dor&3horse"
+M = REDACTION_MARKER
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A secret on an earlier line: the cursor's line is untouched.
+        (f'DB_PASSWORD = "{PASSWORD}"\nx = conn|ect()\n', (f'DB_PASSWORD = "{M}"\nx = conn', "ect()\n")),
+        # On the cursor's line, before the cursor and after it.
+        (f'connect(password="{PASSWORD}", t|)\n', (f'connect(password="{M}", t', ")\n")),
+        (f'con|nect(password="{PASSWORD}")\n', ("con", f'nect(password="{M}")\n')),
+        # Right before and right after the secret, and inside it: the marker goes whole to one side.
+        (f'password = "|{PASSWORD}"\n', ('password = "', f'{M}"\n')),
+        (f'password = "{PASSWORD}|"\n', (f'password = "{M}', '"\n')),
+        ('password = "Tr0ub4|dor&3horse"\n', (f'password = "{M}', '"\n')),
+        # Two secrets on the line, the cursor between them; CRLF line ends.
+        (
+            f'URL = "redis://:{PASSWORD}@cache/0" | # was postgresql://admin:S3cr3t!x@db/app\r\nx = 1\r\n',
+            (f'URL = "redis://:{M}@cache/0" ', f" # was postgresql://admin:{M}@db/app\r\nx = 1\r\n"),
+        ),
+        # Nothing secret: the text is cut as it is.
+        ("x = 1\ny = |2\n", ("x = 1\ny = ", "2\n")),
+    ],
+)
+def test_redact_split_keeps_the_cursor_in_place(text: str, expected: tuple[str, str]) -> None:
+    offset = text.index("|")
+    assert redact_split(text.replace("|", "", 1), "app/settings.py", offset) == expected

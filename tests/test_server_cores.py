@@ -165,6 +165,44 @@ def test_a_completion_reports_its_prefill_within_its_generation() -> None:
     assert 0 < timings["prefill"] <= timings["generate"] <= timings["total"]
 
 
+SETTINGS = (
+    '"""Settings of the app."""\n'
+    'DB_PASSWORD = "Tr0ub4dor&3horse"\n'
+    'DB_URL = "postgresql://admin:S3cr3t!Pw0rd@db.internal/app"\n'
+    "# AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+    "\n"
+    "def connect(timeout=30):\n"
+    '    session_token = "Zx8QpL2mN7vR4tY9wK3sJ6hG1fD5aB0c"\n'
+    "    return open_db(DB_URL, DB_PASSWORD, session_token, timeout)\n"
+    'GITHUB_TOKEN = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"\n'
+)
+# Pieces of every secret above, as the query's identifiers or the prompt's text would show them.
+SECRET_PIECES = (
+    "Tr0ub4dor",
+    "S3cr3t",
+    "Pw0rd",
+    "AKIAIOSFODNN7",
+    "wJalrXUtnFEMI",
+    "K7MDENG",
+    "Zx8QpL2m",
+    "1a2B3c4D",
+)
+
+
+def test_no_secret_of_the_buffer_reaches_the_query_or_the_prompt() -> None:
+    serve = replace(Config().serve, completion_max_tokens=2, completion_cache_size=0)
+    queries: list[str] = []
+    model = load_model(device="cpu")
+    completer = Completer(model, serve, lambda query, path, k: queries.append(query) or [])
+    # The cursor in the middle of the line that uses them all, the token on the line above.
+    result = completer.complete(CompletionRequest("app/settings.py", SETTINGS, 7, 29))
+    received = model.tokenizer.decode(model._prompt_caches.entries[-1].ids)
+    assert "def connect(timeout=30):" in received and "return open_db(DB_URL" in received
+    assert received.count("[REDACTED]") >= 4 and "DB_PASSWORD" in result.query
+    for piece in SECRET_PIECES:
+        assert piece not in received and piece not in result.query and piece not in queries[0]
+
+
 def test_latest_request_cancels_the_previous_one() -> None:
     latest = Latest()
     first = latest.start()

@@ -32,7 +32,7 @@ from repolm.model import LoadedModel
 from repolm.prompt import Document
 
 from .eval_split import EvalSplit
-from .eval_targets import CALLABLE_KINDS, read_text
+from .eval_targets import CALLABLE_KINDS, read_redacted
 
 Progress = Callable[[str, int, int], None]
 
@@ -159,7 +159,7 @@ def evaluate_explanations(
     explainer = Explainer(model, serve)
 
     def read_lines(path: str) -> list[str] | None:
-        text = read_text(index.root, path)
+        text = read_redacted(index.root, path)
         return None if text is None else text.splitlines(keepends=True)
 
     def docs(query: str, k: int) -> list[Document]:

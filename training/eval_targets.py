@@ -34,6 +34,7 @@ from repolm.indexer.code_chunks import module_name, parse_code
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import ParsedFile
 from repolm.indexer.retrieval import Index
+from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.indexer.store import alive
 
 from .eval_split import EvalSplit
@@ -114,7 +115,8 @@ def token_count(code: str) -> int:
 
 
 def eligible_lines(language: str, text: str) -> set[int]:
-    """1-based lines that are code: not blank, not comments, not in docstrings or multi-line strings."""
+    """1-based lines that are code: not blank, not comments, not in docstrings or multi-line strings,
+    and not redacted (a model should not learn to write the marker, nor be scored on a secret)."""
     lines = file_lines(text)
     marks = _COMMENT_MARKS.get(language, _C_COMMENT_MARKS)
     excluded = _python_string_lines(text) if language == "python" else set()
@@ -126,6 +128,7 @@ def eligible_lines(language: str, text: str) -> set[int]:
         and number not in excluded
         and token_count(stripped) >= MIN_TOKENS
         and re.search(r"\w", _STRING.sub("", stripped))  # not a lone string piece
+        and REDACTION_MARKER not in content
     }
 
 
@@ -250,18 +253,22 @@ def code_files(index: Index) -> dict[str, str]:
     return {path: language for path, language in rows if language not in {"markdown", "rst", "text"}}
 
 
-def read_text(root: Path, path: str) -> str | None:
+def read_redacted(root: Path, path: str) -> str | None:
+    """A repository file as training and evaluation may use it: its secrets redacted as the index
+    redacts them, so that prompts, training rows and reports built from it hold none. None if
+    unreadable."""
     try:
-        return (root / path).read_text(encoding="utf-8")
+        text = (root / path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+    return redact(text, path)[0]
 
 
 def repository_line_counts(root: Path, paths: Iterable[str]) -> Counter[str]:
     """How often each stripped line occurs across the repository's source files."""
     counts: Counter[str] = Counter()
     for path in paths:
-        text = read_text(root, path)
+        text = read_redacted(root, path)
         if text is not None:
             counts.update(line.strip() for line in file_lines(text) if line.strip())
     return counts
@@ -284,7 +291,7 @@ def sample_targets(
     lines_of: dict[str, list[str]] = {}
     for done, path in enumerate(held_out, 1):
         report("targets", done - 1, len(held_out))
-        text = read_text(index.root, path)
+        text = read_redacted(index.root, path)
         if text is None:
             continue
         try:

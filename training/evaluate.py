@@ -39,7 +39,7 @@ from . import metrics
 from .eval_explain import evaluate_explanations
 from .eval_graph import evaluate_graph
 from .eval_split import EvalSplit, git_commit
-from .eval_targets import Target, cursor_prefix, editor_position, read_text, sample_targets
+from .eval_targets import Target, cursor_prefix, editor_position, read_redacted, sample_targets
 
 SCHEMA_VERSION = 1
 ARMS = ("in_file", "bm25", "dense", "hybrid", "oracle")
@@ -211,7 +211,7 @@ def evaluate(
     """
     report = progress or (lambda stage, done, total: None)
     targets = sample_targets(index, options.split, options.limit, options.seed, report)
-    texts = {path: read_text(root, path) or "" for path in {t.path for t in targets}}
+    texts = {path: read_redacted(root, path) or "" for path in {t.path for t in targets}}
     stored = index.store.chunks_by_id(sorted({c for t in targets for c in t.oracle_chunks}))
     oracle_docs = {
         t: [Document.from_chunk(stored[c].chunk) for c in t.oracle_chunks if c in stored] for t in targets

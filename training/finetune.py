@@ -158,15 +158,13 @@ def plain_rows(texts: Sequence[tuple[str, str]], tokenizer: Any, max_length: int
 
 def plain_texts(root: Path, paths: Sequence[str]) -> list[tuple[str, str]]:
     """The training files' text, redacted as the index redacts it."""
-    from repolm.indexer.secrets import redact
-
-    from .eval_targets import read_text
+    from .eval_targets import read_redacted
 
     found = []
     for path in paths:
-        text = read_text(root, path)
+        text = read_redacted(root, path)
         if text:
-            found.append((path, redact(text, path)[0]))
+            found.append((path, text))
     return found
 
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 from repolm.indexer.records import DOC_LANGUAGES, Chunk
 from repolm.indexer.retrieval import Index, SearchFilter
-from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.server.completion import PER_FILE_CAP, retrieval_query
 
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
@@ -45,7 +44,7 @@ from .eval_targets import (
     eligible_lines,
     file_lines,
     oracle_chunk_ids,
-    read_text,
+    read_redacted,
     repository_line_counts,
 )
 from .raft_explain import explain_examples
@@ -316,7 +315,7 @@ def _cursors_in_file(
     for number in sorted(eligible_lines(language, text)):
         content = lines[number - 1]
         stripped = content.strip()
-        if REDACTION_MARKER in content or split.held_out_lines[stripped]:
+        if split.held_out_lines[stripped]:
             continue
         if not any(s.start_line < number <= s.end_line for s in inside):
             continue  # the cut point is inside a definition's body
@@ -362,11 +361,9 @@ def completion_cursors(split: TrainingSplit, progress: Progress) -> list[tuple[C
     without: list[tuple[Cursor, str]] = []
     for done, path in enumerate(split.files):
         progress("cursors", done, len(split.files))
-        raw = read_text(split.index.root, path)
-        if raw is None:
+        text = read_redacted(split.index.root, path)
+        if text is None:
             continue
-        # The index holds redacted text; the prefix comes from the file, so it is redacted the same way.
-        text, _ = redact(raw, path)
         found, plain = _cursors_in_file(split, path, text, example_rng(config.seed, path))
         with_oracle += [(c, text) for c in found]
         without += [(c, text) for c in plain]
