@@ -87,7 +87,7 @@ class Framer:
                 return None
             return self._reject(f"a header line longer than {_MAX_HEADER_LINE} bytes", start, start + 1)
         end = newline + 1
-        anchor = _ANCHOR.search(buffer, start + 1, end)
+        anchor = _find_anchor(buffer, start + 1, end)
         if anchor is not None:  # garbage, then a message begins on the same line
             garbage = bytes(buffer[start : anchor.start()])
             self._pos = anchor.start()
@@ -134,7 +134,7 @@ class Framer:
         buffer, start = self._buffer, self._pos
         end = start + self._body_length
         # An anchor that starts inside the body (it may end beyond it) means the length was wrong.
-        anchor = _ANCHOR.search(buffer, start + self._scanned)
+        anchor = _find_anchor(buffer, start + self._scanned)
         if anchor is not None and anchor.start() < end:
             cut = bytes(buffer[start : anchor.start()])
             self._pos, self._state = anchor.start(), _HEADERS
@@ -154,7 +154,7 @@ class Framer:
         skip them."""
         buffer, start = self._buffer, self._pos
         window = min(len(buffer), start + _ID_WINDOW)
-        anchor = _ANCHOR.search(buffer, start, window)
+        anchor = _find_anchor(buffer, start, window)
         stop = anchor.start() if anchor is not None else window
         request_id, decided = _read_request_id(_text(buffer[start:stop]))
         if not decided and anchor is None and window - start < _ID_WINDOW:
@@ -163,7 +163,7 @@ class Framer:
         return Rejected(self._reason, request_id)
 
     def _skip(self) -> Any:
-        anchor = _ANCHOR.search(self._buffer, self._pos)
+        anchor = _find_anchor(self._buffer, self._pos)
         if anchor is not None:
             self._pos, self._state = anchor.start(), _HEADERS
             return _AGAIN
@@ -183,15 +183,31 @@ class Framer:
     def _anchor_may_start_before(self, end: int) -> bool:
         """Whether the buffer ends in the beginning of an anchor that starts before `end`: only the
         bytes still to come can tell whether the body ends at `end`."""
-        buffer = self._buffer
-        for start in range(max(self._pos, len(buffer) - _ANCHOR_MAX + 1), end):
-            tail = bytes(buffer[start:]).lower()
-            marker = tail[: len(_MARKER)]
-            if _MARKER.startswith(marker) and (
-                len(tail) <= len(_MARKER) or _PARTIAL_TAIL.fullmatch(tail, len(_MARKER))
+        first = max(self._pos, len(self._buffer) - _ANCHOR_MAX + 1)
+        tail = bytes(self._buffer[first:]).lower()
+        at = tail.find(b"c", 0, end - first)
+        while at >= 0:
+            rest = tail[at:]
+            if _MARKER.startswith(rest[: len(_MARKER)]) and (
+                len(rest) <= len(_MARKER) or _PARTIAL_TAIL.fullmatch(rest, len(_MARKER))
             ):
                 return True
+            at = tail.find(b"c", at + 1, end - first)
         return False
+
+
+def _find_anchor(buffer: bytearray, start: int, stop: int | None = None) -> re.Match[bytes] | None:
+    """The first anchor that starts at or after `start` (and ends by `stop`). Found from the line breaks
+    that end anchors (`find` runs at memory speed; message bodies rarely hold a raw line break at all)
+    rather than by running the pattern over every byte."""
+    stop = len(buffer) if stop is None else stop
+    newline = buffer.find(b"\n", start, stop)
+    while newline >= 0:
+        anchor = _ANCHOR.search(buffer, max(start, newline + 1 - _ANCHOR_MAX), newline + 1)
+        if anchor is not None:
+            return anchor
+        newline = buffer.find(b"\n", newline + 1, stop)
+    return None
 
 
 # -- request ids of damaged messages ---------------------------------------------------------------------
