@@ -228,30 +228,30 @@ def _read_request_id(text: str) -> tuple[RequestId | None, bool]:
     Top-level members are decoded one by one until one fails, so a member after a broken `params`
     is never read, and an "id" inside `params` is never taken for the message's."""
     members: dict[str, Any] = {}
-    at = _JSON_SPACE.match(text).end()  # type: ignore[union-attr]
+    at = _space(text, 0)
     if at == len(text) or text[at] != "{":
         return None, at < len(text)
     at += 1
     try:
-        while True:
-            at = _JSON_SPACE.match(text, at).end()  # type: ignore[union-attr]
-            if text.startswith("}", at):
-                return _id_of(members), True
+        while not text.startswith("}", at := _space(text, at)):
             key, at = _DECODER.raw_decode(text, at)
-            at = _JSON_SPACE.match(text, at).end()  # type: ignore[union-attr]
-            if not isinstance(key, str) or not text.startswith(":", at):
+            if not isinstance(key, str) or not text.startswith(":", at := _space(text, at)):
                 raise ValueError(at)
-            value, at = _DECODER.raw_decode(text, _JSON_SPACE.match(text, at + 1).end())  # type: ignore[union-attr]
-            members[key] = value
+            members[key], at = _DECODER.raw_decode(text, _space(text, at + 1))
             if (found := _id_of(members)) is not None:
                 return found, True
-            at = _JSON_SPACE.match(text, at).end()  # type: ignore[union-attr]
-            if text.startswith(",", at):
+            if text.startswith(",", at := _space(text, at)):
                 at += 1
             elif not text.startswith("}", at):
                 raise ValueError(at)
     except (ValueError, RecursionError):  # cut short here, or broken: more text may complete the member
         return None, False
+    return _id_of(members), True
+
+
+def _space(text: str, at: int) -> int:
+    """Where the JSON whitespace from `at` ends."""
+    return _JSON_SPACE.match(text, at).end()  # type: ignore[union-attr]  # it matches the empty string
 
 
 def _id_of(members: dict[str, Any]) -> RequestId | None:

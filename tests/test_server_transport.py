@@ -31,7 +31,12 @@ def events(framer: Framer, data: bytes, step: int = 0) -> list[bytes | Rejected]
 
 
 def test_frames_come_out_whole_however_the_bytes_are_split() -> None:
-    bodies = [request(1), request("two"), json.dumps({"text": "Content-Length: 5\r\n\r\nx"}).encode()]
+    bodies = [
+        request(1),
+        request("two"),
+        json.dumps({"text": "Content-Length: 5\r\n\r\nx"}).encode(),  # escaped: no line break
+        json.dumps({"Content-Length": 5, "x": [1, 2]}, indent=2).encode(),  # line breaks between tokens
+    ]
     stream = b"".join(frame(body) for body in bodies)
     stream += b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\ncontent-length: 2\r\n\r\n{}"
     for step in (1, 7, 0):
