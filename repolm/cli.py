@@ -326,26 +326,36 @@ def _find_root(start: Path, config_markers: tuple[str, ...] = (".repolm", ".git"
     return start
 
 
-def _engine(repo: Path | None, near: Path):
+def _engine(repo: Path | None, file: Path | None = None):
+    """The engine of --repo, else of the root found from FILE (or the current folder), and FILE's
+    root-relative path with its text. A FILE outside that root (`..`, a symlink leading out, another
+    folder) is refused before anything is read, and before the model code is imported (seconds)."""
+    from repolm.server.workspace import OutsideWorkspaceError, Workspace
+
+    root, config = _repo_and_config(repo or _find_root((file.parent if file else Path(".")).resolve()))
+    relative, text = "", ""
+    if file is not None:
+        try:
+            relative = Workspace(root).relative(file)
+            text = (root / relative).read_text(encoding="utf-8")
+        except OutsideWorkspaceError as error:
+            raise CliError(str(error)) from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise CliError(f"{file}: cannot read it as text ({error})") from error
     from repolm.server.engine import Engine
 
-    root, config = _repo_and_config(repo or _find_root(near.resolve()))
-    return Engine(root, config)
+    return Engine(root, config), relative, text
 
 
 def _complete(args: argparse.Namespace) -> int:
-    from repolm.server.completion import CompletionRequest, PositionError
-
     where = _file_position(args.position)
     if where is None:
         raise CliError(f"{args.position}: expected FILE:LINE:COL")
-    path, line, column = where
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise CliError(f"{path}: cannot read it as text ({error})") from error
-    engine = _engine(args.repo, path.parent)
-    request = CompletionRequest(engine.relative(path), text, line - 1, column - 1)
+    file, line, column = where
+    engine, path, text = _engine(args.repo, file)
+    from repolm.server.completion import CompletionRequest, PositionError
+
+    request = CompletionRequest(path, text, line - 1, column - 1)
     try:
         result = engine.complete(request)
     except PositionError as error:
@@ -358,23 +368,16 @@ def _complete(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    where = _file_position(args.target)
+    engine, path, text = _engine(args.repo, where[0] if where else None)
     from repolm.server.engine import NoIndexError
 
-    where = _file_position(args.target)
-    engine = _engine(args.repo, where[0].parent if where else Path("."))
-    buffers: dict[str, str] = {}
-    path = ""
+    buffers = {path: text} if where else {}
     try:
         if where is None:
             symbol = engine.symbol_named(args.target)
         else:
-            file, line, column = where
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise CliError(f"{file}: cannot read it as text ({error})") from error
-            path = engine.relative(file)
-            buffers[path] = text
+            _, line, column = where
             symbol = engine.symbol_at(path, text, line - 1, column - 1)
         if symbol is None:
             raise CliError(f"{args.target}: no symbol with a definition in the index there")

@@ -92,6 +92,8 @@ class ServeConfig:
     explain_budget: int = 768
     explain_max_tokens: int = 64
     max_document_bytes: int = 2 * 1024 * 1024  # bigger open buffers get no completion
+    # The language server skips bigger messages unread (editors send whole files on didOpen).
+    max_message_bytes: int = 64 * 1024 * 1024
     # Prompt-lookup draft length for completions and explanations (0: none); see repolm.model.generate.
     # On the CPU one forward pass over 8 tokens costs what a pass over 1 does.
     draft_tokens: int = 8

@@ -32,6 +32,7 @@ from repolm.prompt import Document
 from .ask import GraphAnswer, answer, model_planner, model_reasoner, symbol_paths
 from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest, split_at
 from .explain import Explainer, Explanation, resolve_name
+from .workspace import OutsideWorkspaceError, Workspace
 
 Progress = Callable[[str, int, int], None]
 HOVER_PATHS = 6  # graph paths a hover shows
@@ -114,6 +115,7 @@ class AdapterWatch:
 class Engine:
     def __init__(self, root: Path, config: Config) -> None:
         self.root = root.resolve()
+        self.workspace = Workspace(self.root)  # the language server adds the editor's other folders
         self.config = config
         self._index: Index | None = None
         self._index_lock = threading.RLock()
@@ -214,14 +216,6 @@ class Engine:
 
     # -- paths -------------------------------------------------------------------------------------
 
-    def relative(self, path: Path) -> str:
-        """Repo-relative POSIX path, or the absolute path for files outside the workspace."""
-        resolved = path.resolve()
-        try:
-            return resolved.relative_to(self.root).as_posix()
-        except ValueError:
-            return resolved.as_posix()
-
     def read_lines(self, buffers: Mapping[str, str]) -> Callable[[str], Sequence[str] | None]:
         """Lines of a repo file: the editor's buffer when it is open there, else the file on disk."""
 
@@ -229,8 +223,9 @@ class Engine:
             if path in buffers:
                 return buffers[path].splitlines(keepends=True)
             try:
-                return (self.root / path).read_text(encoding="utf-8").splitlines(keepends=True)
-            except (OSError, UnicodeDecodeError):
+                file = self.workspace.inside(self.root / path)  # the index may name a symlink
+                return file.read_text(encoding="utf-8").splitlines(keepends=True)
+            except (OSError, UnicodeDecodeError, OutsideWorkspaceError):
                 return None
 
         return read

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
+import socket
+import sys
 import threading
 import time
 import uuid
@@ -20,7 +23,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -32,6 +41,8 @@ from .completion import Completion, CompletionRequest, Latest, PositionError
 from .engine import BackgroundIndexer, Engine, NoIndexError
 from .explain import Explanation
 from .settings import apply_settings
+from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id
+from .workspace import Workspace
 
 logger = logging.getLogger("repolm.server")
 
@@ -76,11 +87,27 @@ class RepolmServer(LanguageServer):
         self.file_config: Config = Config()  # repolm.toml; editor settings apply on top of it
         self.latest = Latest()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.reader: FrameReader | None = None  # what `serve` reads the client's messages through
         self._progress_token: str | None = None
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Garbage on the wire goes to the client's log, not into a pop-up for the user."""
+        if isinstance(error, json.JSONDecodeError):  # a well-framed body that is not JSON
+            reason = f"a message that is not JSON ({error.msg} at character {error.pos})"
+            self.reject(reason, request_id(error.doc), JsonRpcParseError)
+            return
         self.log(f"repolm: {type(error).__name__}: {error}", types.MessageType.Warning)
+
+    def reject(
+        self, reason: str, request: RequestId | None, error: type[JsonRpcException] = JsonRpcInvalidRequest
+    ) -> None:
+        """Report a message that could not be read (on the event loop): in the client's log, and as the
+        error answer to its request when its id could be read, so that the client does not wait forever."""
+        message = f"repolm: skipped {reason}"
+        logger.warning("%s", message)
+        self.window_log_message(types.LogMessageParams(types.MessageType.Warning, message))
+        if request is not None:
+            self.protocol._send_response(request, error=error(message).to_response_error())
 
     # -- helpers used by the handlers --------------------------------------------------------------
 
@@ -105,22 +132,24 @@ class RepolmServer(LanguageServer):
         if path is None:
             raise DocumentError(f"{uri}: only file:// documents are supported")
         engine = self.require_engine()
+        # Open in the editor or not, a document outside the workspace is never worked on.
+        resolved = engine.workspace.inside(Path(path))
         document = self.workspace.text_documents.get(uri)
         if document is not None:
             text = document.source
         else:
             try:
-                size = os.path.getsize(path)
+                size = os.path.getsize(resolved)
                 if size > engine.config.serve.max_document_bytes:
                     raise DocumentError(f"{uri}: too large ({size} bytes)")
-                text = Path(path).read_text(encoding="utf-8")
+                text = resolved.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:
                 raise DocumentError(f"{uri}: not an open document or a readable text file") from error
         if len(text) > engine.config.serve.max_document_bytes:
             raise DocumentError(f"{uri}: too large for completion ({len(text)} characters)")
         if "\0" in text:
             raise DocumentError(f"{uri}: binary content")
-        return Path(path), text
+        return resolved, text
 
     def cursor(self, uri: str, position: types.Position) -> CompletionRequest:
         """A completion request at an LSP position (UTF-16 units by default) converted to code points."""
@@ -138,7 +167,7 @@ class RepolmServer(LanguageServer):
                 break
             units += codec.client_num_units(char)
             column += 1
-        return CompletionRequest(self.require_engine().relative(path), text, position.line, column)
+        return CompletionRequest(self.require_engine().workspace.relative(path), text, position.line, column)
 
     def start_progress(self, title: str) -> Callable[[str, int, int], None]:
         """Begin a work-done progress (when the client supports it); returns the `report` callback."""
@@ -242,7 +271,9 @@ def guarded_notification(handler: Callable[..., None]) -> Callable[..., None]:
 @guarded_notification
 def initialize(ls: RepolmServer, params: types.InitializeParams) -> None:
     ls.loop = asyncio.get_running_loop()
-    root = Path(ls.workspace.root_path or os.getcwd())
+    folders = _workspace_folders(ls)
+    # The engine indexes one folder: the client's root, else its first workspace folder.
+    root = Path(ls.workspace.root_path or (folders[0] if folders else os.getcwd()))
     try:
         ls.file_config = load_config(root)
     except ConfigError as error:
@@ -251,6 +282,32 @@ def initialize(ls: RepolmServer, params: types.InitializeParams) -> None:
     for problem in problems:
         ls.log(f"repolm: initializationOptions: {problem}; ignored", types.MessageType.Warning)
     ls.engine = Engine(root, config)
+    ls.engine.workspace = Workspace(root, folders)
+    if ls.reader is not None:
+        ls.reader.framer.max_bytes = config.serve.max_message_bytes
+
+
+def _workspace_folders(ls: RepolmServer) -> list[Path]:
+    """The client's workspace folders: documents in any of them are answered, documents elsewhere are
+    refused. Retrieval, symbols and the index come from the engine's root alone."""
+    paths = (to_fs_path(folder.uri) for folder in ls.workspace.folders.values())
+    return [Path(path) for path in paths if path]
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+@guarded_notification
+def did_change_workspace_folders(ls: RepolmServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    engine = ls.require_engine()  # pygls has updated `ls.workspace.folders` already
+    engine.workspace = Workspace(engine.root, _workspace_folders(ls))
+
+
+@server.feature(TRANSPORT_ERROR)
+@guarded_notification
+def transport_error(ls: RepolmServer, params: Any) -> None:
+    """Stands in the message stream for what `FrameReader` could not read (see repolm.server.transport)."""
+    while ls.reader is not None and ls.reader.rejected:
+        rejected = ls.reader.rejected.popleft()
+        ls.reject(rejected.reason, rejected.request_id)
 
 
 @server.feature(types.INITIALIZED)
@@ -479,9 +536,19 @@ def _arguments(args: tuple[Any, ...], names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def serve(tcp: tuple[str, int] | None = None) -> None:
-    """Run the server over stdio, or over TCP at (host, port)."""
+    """Run the server over stdio, or over TCP at (host, port) for one client.
+
+    Either way pygls reads through a `FrameReader` (oversized and malformed messages are skipped), with
+    the default size limit until `initialize` names the workspace and its repolm.toml."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    limit = Config().serve.max_message_bytes
     if tcp is None:
-        server.start_io()
-    else:
-        server.start_tcp(*tcp)
+        server.reader = FrameReader(sys.stdin.buffer, limit)
+        server.start_io(server.reader, sys.stdout.buffer)  # type: ignore[arg-type]  # reads as pygls does
+        return
+    family = socket.getaddrinfo(*tcp, type=socket.SOCK_STREAM)[0][0]  # IPv4 or IPv6, as the host names
+    with socket.create_server(tcp, family=family) as listener:
+        connection, _ = listener.accept()
+    with connection, connection.makefile("rb") as incoming, connection.makefile("wb") as outgoing:
+        server.reader = FrameReader(incoming, limit)
+        server.start_io(server.reader, outgoing)  # type: ignore[arg-type]

@@ -76,3 +76,25 @@ def test_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "repolm.toml").write_text("[index]\nmax_file_bytes = 'big'\n")
     bad_config = repolm("index", str(tmp_path))
     assert bad_config.returncode == 2 and "max_file_bytes must be int" in bad_config.stderr
+
+
+def test_complete_and_explain_refuse_files_outside_the_repository(tmp_path: Path) -> None:
+    repo = write_tree(tmp_path / "repo", REPO)
+    secret = write_tree(tmp_path / "outside", {"secret.py": "TOKEN = 'x'\nvalue = TOK\n"}) / "secret.py"
+    (repo / "geometry" / "linked.py").symlink_to(secret)
+    targets = [
+        "/etc/passwd:5:12",
+        f"{secret}:2:11",
+        f"{repo}/../outside/secret.py:2:11",
+        f"{repo}/geometry/linked.py:2:11",
+    ]
+    for target in targets:
+        for command in (["complete", target], ["explain", target, "--card-only"]):
+            result = repolm(*command, "--repo", str(repo))
+            assert result.returncode == 2, (command, result.stdout, result.stderr)
+            assert "is outside the workspace" in result.stderr, (command, result.stderr)
+            assert result.stderr.count("\n") == 1 and not result.stdout, (command, result.stderr)
+    # Without --repo, the root found from the file (here: the folder holding repolm.toml) bounds it.
+    (repo / "repolm.toml").write_text("")
+    found = repolm("complete", "geometry/linked.py:2:11", cwd=repo)
+    assert found.returncode == 2 and f"outside the workspace ({repo})" in found.stderr, found.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -191,6 +192,46 @@ async def test_bad_positions_and_documents_get_errors_not_a_crash(client: Langua
         types.ExecuteCommandParams(command="repolm.search", arguments=["apply_discount"])
     )
     assert hits  # still serving
+
+
+async def test_documents_outside_the_workspace_are_refused(
+    client: LanguageClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = client.root  # type: ignore[attr-defined]
+    secret = tmp_path_factory.mktemp("outside") / "secret.py"
+    secret.write_text("PASSWORD = 'hunter2'\nvalue = PASS\n")
+    link = root / "app" / "linked.py"  # inside the workspace, pointing out of it
+    link.symlink_to(secret)
+    here = types.Position(line=1, character=len("value = PASS"))
+    targets = [
+        "file:///etc/passwd",
+        secret.as_uri(),
+        f"{root.as_uri()}/../{secret.parent.name}/secret.py",
+        link.as_uri(),
+    ]
+    try:
+        for target in targets:
+            document = types.TextDocumentIdentifier(target)
+            with pytest.raises(Exception, match="outside the workspace"):
+                await client.text_document_completion_async(types.CompletionParams(document, here))
+            with pytest.raises(Exception, match="outside the workspace"):
+                await client.text_document_hover_async(types.HoverParams(document, here))
+            with pytest.raises(Exception, match="outside the workspace"):
+                await client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(command="repolm.explain", arguments=[target, 1, 8])
+                )
+        # The editor's open buffer of an outside file is refused as well, whatever its text.
+        opened = types.TextDocumentItem(secret.as_uri(), "python", version=1, text="value = PASS\n")
+        client.text_document_did_open(types.DidOpenTextDocumentParams(opened))
+        inline = types.InlineCompletionParams(
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            text_document=types.TextDocumentIdentifier(secret.as_uri()),
+            position=types.Position(line=0, character=len("value = PASS")),
+        )
+        with pytest.raises(Exception, match=re.escape(f"{secret} is outside the workspace ({root})")):
+            await client.text_document_inline_completion_async(inline)
+    finally:
+        link.unlink()
 
 
 async def test_fixture_files_are_where_the_tests_expect(tmp_path: Path) -> None:
