@@ -55,7 +55,7 @@ def test_a_read_only_index_still_serves_search_and_status(tmp_path: Path) -> Non
     result = in_namespace(
         'mount --bind "$INDEX" "$INDEX" && mount -o remount,bind,ro "$INDEX" || exit 99\n'
         'touch "$INDEX/probe" 2>/dev/null && exit 98\n'
-        'repolm search "percentage discount" --repo "$ROOT" --json -k 1 || exit 1\n'
+        'repolm search "percentage discount" --repo "$ROOT" --json -k 1 --mode bm25 || exit 1\n'
         'repolm status "$ROOT" --json || exit 2\n'
         'echo "###"; repolm index "$ROOT"; echo "index exit $?"\n',
         root=tmp_path,
