@@ -110,3 +110,11 @@ def test_the_cli_checks_its_flags_and_the_query(tmp_path: Path) -> None:
     result = run_repolm("search", "discount", "--repo", str(tmp_path))
     assert result.returncode == 2 and "search.mode = 'nonsense'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_profile_choices_are_the_trainers_profiles() -> None:
+    from repolm.training.finetune import PROFILES
+
+    from repolm.config import TRAIN_PROFILES
+
+    assert set(TRAIN_PROFILES) == set(PROFILES)
