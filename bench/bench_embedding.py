@@ -34,7 +34,7 @@ SETTINGS = ((64, 1), (16, 1), (16, 2))
 def embedding_texts(root: Path, config: Config) -> list[str]:
     texts = []
     for found in discover(root, config.index).files:
-        source = read_source(root / found.path, config.index.max_file_bytes)
+        source = read_source(root, found.path, config.index.max_file_bytes)
         if isinstance(source, str):
             continue
         parsed = parse_source(found.path, source.text, config.index.max_chunk_lines)

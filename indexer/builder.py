@@ -5,13 +5,18 @@ content hash when they differ) → redact and parse the added or changed files �
 generation → embed chunks whose content is not in the cache → write the Tantivy generation → publish.
 Nothing a reader can see changes until `Store.publish`; a crash anywhere before it is undone by
 `Store.recover` on the next run.
+
+Each run also repairs what it finds damaged, redoing only what is needed: a missing or unreadable
+Tantivy generation is written again from the chunks in SQLite, vectors missing from the cache are
+embedded, and an unreadable database is set aside and rebuilt with the vectors it still holds.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
-import shutil
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,15 +30,26 @@ from .code_chunks import module_name, parse_code
 from .dense import Embedder
 from .discovery import SKIP_GENERATED, Discovery, FoundFile, discover, is_generated, read_source
 from .doc_chunks import doc_language, parse_doc
+from .index_dir import claim_index_dir, remove_store_files
 from .languages import language_for_path
-from .lexical import LexicalWriter, remove_stale
+from .lexical import LexicalReader, LexicalWriter, remove_stale
 from .records import ParsedFile, content_hash
 from .secrets import redact
-from .store import DB_NAME, FileRow, OutdatedIndexError, Store, StoredChunk
+from .store import (
+    DB_COMPANIONS,
+    DB_NAME,
+    NO_SPACE,
+    OUTDATED_NAME,
+    DamagedIndexError,
+    FileRow,
+    IndexWriteError,
+    OutdatedIndexError,
+    Store,
+    StoredChunk,
+    database_error,
+)
 
 LOCK_NAME = "index.lock"
-# An index of an earlier format, set aside while its replacement is built: its vectors are carried over.
-OUTDATED_NAME = "outdated.sqlite"
 
 # (stage, done, total) — the CLI draws a progress bar from it, the server sends $/progress.
 Progress = Callable[[str, int, int], None]
@@ -63,6 +79,7 @@ class IndexSummary:
     syntax_error_files: int = 0
     invalid_utf8_files: int = 0
     recovered_file_versions: int = 0  # left behind by an interrupted run and undone
+    repairs: list[str] = field(default_factory=list)  # damaged stores found and rebuilt by this run
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
@@ -95,7 +112,6 @@ def parse_source(path: str, text: str, max_chunk_lines: int) -> tuple[str, Parse
 
 @contextmanager
 def index_lock(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / LOCK_NAME, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,28 +134,86 @@ def update_index(
     index_dir = config.index_path(root)
     report = progress or (lambda stage, done, total: None)
     clock = _StageClock()
-    with index_lock(index_dir):
-        if rebuild:
-            _wipe(index_dir)
-        try:
-            store = Store.open(index_dir, create=True)
-        except OutdatedIndexError:
-            _set_aside(index_dir)
-            store = Store.open(index_dir, create=True)
-        try:
-            _adopt_outdated_vectors(store, index_dir)
-            return _update(root, config, store, embedder, report, clock)
-        finally:
-            store.close()
+    with _write_errors(index_dir):
+        claim_index_dir(index_dir)
+        with index_lock(index_dir):
+            if rebuild:
+                remove_store_files(index_dir)
+            try:
+                return _open_and_update(root, config, index_dir, embedder, report, clock, [])
+            except DamagedIndexError as error:
+                _set_aside(index_dir)
+                repair = f"{error.diagnosis}: set aside and rebuilt, keeping the vectors it still held"
+                return _open_and_update(root, config, index_dir, embedder, report, clock, [repair])
+
+
+def _open_and_update(
+    root: Path,
+    config: Config,
+    index_dir: Path,
+    embedder: Embedder | None,
+    report: Progress,
+    clock: _StageClock,
+    repairs: list[str],
+) -> IndexSummary:
+    try:
+        store = Store.open(index_dir, create=True)
+    except OutdatedIndexError:
+        _set_aside(index_dir)
+        store = Store.open(index_dir, create=True)
+    try:
+        _adopt_outdated_vectors(store, index_dir)
+        return _update(root, config, store, embedder, report, clock, repairs)
+    except sqlite3.DatabaseError as error:  # a page found damaged only now, inside the database
+        failure = database_error(error, index_dir)
+        if isinstance(failure, DamagedIndexError):
+            raise failure from error
+        raise
+    finally:
+        store.close()
+
+
+@contextmanager
+def _write_errors(index_dir: Path) -> Iterator[None]:
+    """Storage refusing a write (full, read-only) ends the run with one line; nothing was published."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        failure = database_error(error, index_dir)
+        if isinstance(failure, IndexWriteError):
+            raise failure from error
+        raise
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise IndexWriteError(NO_SPACE) from error
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise IndexWriteError(
+                f"cannot write the index at {index_dir} ({error.strerror}); searches still read it. Make the "
+                "folder writable, or set index.index_dir to a folder repolm can write"
+            ) from error
+        raise
+    except ValueError as error:  # Tantivy reports I/O errors as ValueError, with the OS error's text
+        if f"(os error {errno.ENOSPC})" in str(error):
+            raise IndexWriteError(NO_SPACE) from error
+        raise
 
 
 def _update(
-    root: Path, config: Config, store: Store, embedder: Embedder | None, report: Progress, clock: _StageClock
+    root: Path,
+    config: Config,
+    store: Store,
+    embedder: Embedder | None,
+    report: Progress,
+    clock: _StageClock,
+    repairs: list[str],
 ) -> IndexSummary:
     recovered = store.recover()
     current = store.current_generation
     generation = current + 1
-    summary = IndexSummary(str(root), current, recovered_file_versions=recovered)
+    summary = IndexSummary(str(root), current, recovered_file_versions=recovered, repairs=repairs)
+    lexical_damage = _lexical_damage(store, current)
+    if lexical_damage:
+        summary.repairs.append(f"{lexical_damage}: written again from the chunks in the index")
 
     with clock("discovery"):
         found = discover(root, config.index)
@@ -167,7 +241,7 @@ def _update(
     summary.redactions = sum(p.redactions for p in parsed)
     summary.syntax_error_files = sum(1 for p in parsed if p.parsed.syntax_errors)
 
-    changed = bool(parsed or gone or current == 0)
+    changed = bool(parsed or gone or current == 0 or lexical_damage)
     new_chunks: list[StoredChunk] = []
     if changed:
         with clock("graph"), store.transaction():
@@ -203,8 +277,12 @@ def _update(
         summary.embedded, summary.summaries_embedded = len(chunks), len(summaries)
     if changed:
         with clock("lexical"):
-            writer = LexicalWriter(store.path, generation, current if current else None)
-            writer.delete_files(row.id for row in gone)
+            if current and not lexical_damage:  # the previous generation's documents, less the gone
+                writer = LexicalWriter(store.path, generation, current)
+                writer.delete_files(row.id for row in gone)
+            else:  # every document of the generation, from its chunks
+                writer = LexicalWriter(store.path, generation, None)
+                new_chunks = list(store.alive_chunks(generation))
             for done, stored in enumerate(new_chunks, 1):
                 writer.add(stored.id, stored.file_id, stored.chunk)
                 if done % 500 == 0:
@@ -221,6 +299,17 @@ def _update(
     return summary
 
 
+def _lexical_damage(store: Store, generation: int) -> str | None:
+    """What is wrong with the Tantivy folder of the published `generation`, if anything."""
+    if generation == 0:
+        return None
+    try:
+        LexicalReader.checked(store.path, generation, store.totals(generation)[1])
+    except DamagedIndexError as error:
+        return error.diagnosis
+    return None
+
+
 def _changed_files(
     root: Path, found: Discovery, known: dict[str, FileRow], store: Store, max_bytes: int
 ) -> tuple[list[FoundFile], set[str]]:
@@ -234,7 +323,7 @@ def _changed_files(
         elif (row.size, row.mtime_ns) == (item.size, item.mtime_ns):
             unchanged.add(item.path)
         else:
-            source = read_source(root / item.path, max_bytes)
+            source = read_source(root, item.path, max_bytes)
             if not isinstance(source, str) and content_hash(source.text) == row.hash:
                 store.touch_file(row.id, item.mtime_ns)
                 unchanged.add(item.path)
@@ -244,7 +333,7 @@ def _changed_files(
 
 
 def _parse_one(root: Path, item: FoundFile, config: Config, found: Discovery) -> _ParsedSource | None:
-    source = read_source(root / item.path, config.index.max_file_bytes)
+    source = read_source(root, item.path, config.index.max_file_bytes)
     if isinstance(source, str):
         found.skip(item.path, source)
         return None
@@ -280,12 +369,12 @@ def _fill_totals(summary: IndexSummary, store: Store, found: Discovery) -> None:
 
 
 def _set_aside(index_dir: Path) -> None:
-    """Move an outdated index's database aside (with its WAL files, so that it stays whole) and remove
-    the rest of the folder, so that a new index is built in its place."""
-    for suffix in ("", "-wal", "-shm"):
+    """Move an outdated or damaged index's database aside (with its WAL files, so that it stays whole)
+    and remove the rest of the index's files, so that a new index is built in their place."""
+    for suffix in DB_COMPANIONS:
         if (index_dir / f"{DB_NAME}{suffix}").exists():
             os.replace(index_dir / f"{DB_NAME}{suffix}", index_dir / f"{OUTDATED_NAME}{suffix}")
-    _wipe(index_dir, keep=OUTDATED_NAME)
+    remove_store_files(index_dir, keep=OUTDATED_NAME)
 
 
 def _adopt_outdated_vectors(store: Store, index_dir: Path) -> None:
@@ -295,19 +384,8 @@ def _adopt_outdated_vectors(store: Store, index_dir: Path) -> None:
     if not outdated.exists():
         return
     store.adopt_vectors(outdated)
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in DB_COMPANIONS:
         (index_dir / f"{OUTDATED_NAME}{suffix}").unlink(missing_ok=True)
-
-
-def _wipe(index_dir: Path, keep: str = "") -> None:
-    """Empty the index folder, but for its lock and the files whose names start with `keep`."""
-    for entry in index_dir.iterdir():
-        if entry.name == LOCK_NAME or (keep and entry.name.startswith(keep)):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            os.unlink(entry)
 
 
 class _StageClock:

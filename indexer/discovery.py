@@ -1,8 +1,9 @@
 """File discovery: which files of a folder are indexed, and why the others are not.
 
 Honours every `.gitignore` on the way down (git semantics: the deepest matching rule wins),
-`.git/info/exclude`, and the include/exclude globs of `repolm.toml`. Every skipped file or folder
-is counted under a reason so `repolm status` can explain what is missing.
+`.git/info/exclude`, and the include/exclude globs of `repolm.toml`. Symlinks are followed only while
+they stay inside the repository. Every skipped file or folder is counted under a reason so
+`repolm status` can explain what is missing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SKIP_IGNORED = "ignored by .gitignore"
 SKIP_EXCLUDED = "excluded by repolm.toml"
 SKIP_VENDORED = "vendored or generated folder"
 SKIP_SYMLINK_LOOP = "symlink loop"
+SKIP_SYMLINK_OUTSIDE = "symlink outside the repository"
 SKIP_UNREADABLE = "unreadable"
 SKIP_BINARY = "binary"
 SKIP_TOO_LARGE = "over the size limit"
@@ -64,25 +66,34 @@ class SourceText:
 def discover(root: Path, config: IndexConfig) -> Discovery:
     """Walk `root` and sort every file into indexed or skipped-with-reason."""
     root = root.resolve()
-    found = Discovery()
-    include = pathspec.GitIgnoreSpec.from_lines(config.include) if config.include else None
-    exclude = pathspec.GitIgnoreSpec.from_lines(config.exclude)
-    index_dir = config.index_dir.rstrip("/")
+    walker = _Walker(root, config)
     root_rules = _read_ignore_rules(root / ".git" / "info" / "exclude")
-    _walk(
-        root, "", [("", root_rules)] if root_rules else [], set(), found, include, exclude, config, index_dir
-    )
-    found.files.sort(key=lambda f: f.path)
-    return found
+    walker.walk(root, "", [("", root_rules)] if root_rules else [], set())
+    walker.found.files.sort(key=lambda f: f.path)
+    return walker.found
 
 
-def read_source(path: Path, max_bytes: int) -> SourceText | str:
-    """The decoded text of a file, or the reason it cannot be indexed."""
+def read_source(root: Path, path: str, max_bytes: int) -> SourceText | str:
+    """The decoded text of the repository file at `path`, or the reason it cannot be indexed.
+
+    The path is resolved again here, not trusted from discovery: a file swapped since for a link out of
+    the repository is not read, and one swapped for a pipe or device is not opened for a read that
+    could block."""
+    real = os.path.realpath(root / path)
+    if not _inside(real, os.path.realpath(root)):
+        return SKIP_SYMLINK_OUTSIDE
     try:
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
+        # O_NOFOLLOW: the last component cannot turn into a link between the check and the open.
+        descriptor = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return SKIP_UNREADABLE
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return SKIP_UNREADABLE
+            data = handle.read(max_bytes + 1)
+        except OSError:
+            return SKIP_UNREADABLE
     if len(data) > max_bytes:
         return SKIP_TOO_LARGE
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:
@@ -105,55 +116,88 @@ def is_generated(path: str, text: str) -> bool:
     return len(text) > 20_000 and len(text) / lines > 500  # a few enormous lines: minified
 
 
-def _walk(
-    directory: Path,
-    rel_dir: str,
-    rules: list[tuple[str, pathspec.GitIgnoreSpec]],
-    visited: set[tuple[int, int]],
-    found: Discovery,
-    include: pathspec.GitIgnoreSpec | None,
-    exclude: pathspec.GitIgnoreSpec,
-    config: IndexConfig,
-    index_dir: str,
-) -> None:
-    try:
-        info = directory.stat()
-    except OSError:
-        found.skip(rel_dir or ".", SKIP_UNREADABLE)
-        return
-    if (info.st_dev, info.st_ino) in visited:
-        found.skip(rel_dir, SKIP_SYMLINK_LOOP)
-        return
-    visited = visited | {(info.st_dev, info.st_ino)}  # per branch: a folder linked twice is not a loop
-    local_rules = _read_ignore_rules(directory / ".gitignore")
-    if local_rules:
-        rules = [*rules, (rel_dir, local_rules)]
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError:
-        found.skip(rel_dir or ".", SKIP_UNREADABLE)
-        return
-    for entry in entries:
-        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+def _inside(real_path: str, real_root: str) -> bool:
+    return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+class _Walker:
+    """One walk of a repository: the settings and rules it applies, and what it found."""
+
+    def __init__(self, root: Path, config: IndexConfig) -> None:
+        self.root = str(root)
+        self.config = config
+        self.found = Discovery()
+        self.include = pathspec.GitIgnoreSpec.from_lines(config.include) if config.include else None
+        self.exclude = pathspec.GitIgnoreSpec.from_lines(config.exclude)
+        # Our own output is not part of the repository, wherever `index_dir` puts it.
         try:
-            entry_stat = entry.stat()  # follows symlinks
+            index_dir = os.stat(root / Path(config.index_dir).expanduser())
+            self.index_dir: tuple[int, int] | None = (index_dir.st_dev, index_dir.st_ino)
+        except (OSError, RuntimeError):
+            self.index_dir = None
+
+    def walk(
+        self,
+        directory: Path,
+        rel_dir: str,
+        rules: list[tuple[str, pathspec.GitIgnoreSpec]],
+        visited: set[tuple[int, int]],
+    ) -> None:
+        found = self.found
+        try:
+            info = directory.stat()
         except OSError:
-            found.skip(rel, SKIP_UNREADABLE)
-            continue
+            found.skip(rel_dir or ".", SKIP_UNREADABLE)
+            return
+        if (info.st_dev, info.st_ino) in visited:
+            found.skip(rel_dir, SKIP_SYMLINK_LOOP)
+            return
+        visited = visited | {(info.st_dev, info.st_ino)}  # per branch: a folder linked twice is not a loop
+        local_rules = _read_ignore_rules(directory / ".gitignore")
+        if local_rules:
+            rules = [*rules, (rel_dir, local_rules)]
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            found.skip(rel_dir or ".", SKIP_UNREADABLE)
+            return
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            # A link is followed only where it stays in the repository: a committed link to /etc or
+            # ~/.ssh must not put their files into the index (and from there into prompts).
+            if entry.is_symlink() and not _inside(os.path.realpath(entry.path), self.root):
+                found.skip(rel, SKIP_SYMLINK_OUTSIDE)
+                continue
+            try:
+                entry_stat = entry.stat()  # follows symlinks
+            except OSError:
+                found.skip(rel, SKIP_UNREADABLE)
+                continue
+            self._sort(entry, rel, entry_stat, rules, visited)
+
+    def _sort(
+        self,
+        entry: os.DirEntry[str],
+        rel: str,
+        entry_stat: os.stat_result,
+        rules: list[tuple[str, pathspec.GitIgnoreSpec]],
+        visited: set[tuple[int, int]],
+    ) -> None:
+        found, config = self.found, self.config
         is_dir = stat.S_ISDIR(entry_stat.st_mode)
-        if is_dir and rel == index_dir:
-            continue  # our own output, not part of the repository
+        if is_dir and (entry_stat.st_dev, entry_stat.st_ino) == self.index_dir:
+            return
         if is_dir and entry.name in config.skip_dirs:
             found.skip(rel + "/", SKIP_VENDORED)
         elif _ignored(rel, is_dir, rules):
             found.skip(rel + ("/" if is_dir else ""), SKIP_IGNORED)
-        elif exclude.match_file(rel + ("/" if is_dir else "")):
+        elif self.exclude.match_file(rel + ("/" if is_dir else "")):
             found.skip(rel, SKIP_EXCLUDED)
         elif is_dir:
-            _walk(Path(entry.path), rel, rules, visited, found, include, exclude, config, index_dir)
+            self.walk(Path(entry.path), rel, rules, visited)
         elif not stat.S_ISREG(entry_stat.st_mode):
             found.skip(rel, SKIP_UNREADABLE)
-        elif include is not None and not include.match_file(rel):
+        elif self.include is not None and not self.include.match_file(rel):
             found.skip(rel, SKIP_EXCLUDED)
         elif entry_stat.st_size > config.max_file_bytes:
             found.skip(rel, SKIP_TOO_LARGE)

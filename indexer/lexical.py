@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import tantivy
 
 from .records import Chunk
+from .store import DamagedIndexError
 from .tokens import analyzed, code_tokens
 
 ANALYZER = "code"
@@ -27,10 +29,16 @@ FIELD_BOOSTS = {"symbol": 2.0, "content": 1.0, "path": 0.5}
 SUMMARY_FIELD = "summary"
 SUMMARY_BOOST = 1.0
 _LOCK_FILES = {".tantivy-writer.lock", ".tantivy-meta.lock"}
+LEXICAL_PREFIX = "lexical-"
 
 
 def lexical_dir(index_dir: Path, generation: int) -> Path:
-    return index_dir / f"lexical-{generation}"
+    return index_dir / f"{LEXICAL_PREFIX}{generation}"
+
+
+def _damaged(generation: int, problem: object) -> DamagedIndexError:
+    reason = " ".join(str(problem).split())  # Tantivy's messages may span lines
+    return DamagedIndexError(f"the lexical index of generation {generation} is missing or damaged ({reason})")
 
 
 def _schema() -> tantivy.Schema:
@@ -65,8 +73,11 @@ class LexicalWriter:
         self.writer = self.index.writer(heap_size=128_000_000, num_threads=1)
 
     def delete_files(self, file_ids: Iterable[int]) -> None:
-        for file_id in file_ids:
-            self.writer.delete_documents_by_term("file_id", file_id)
+        # By query: tantivy-py's delete by term builds a signed term, which matches no unsigned field.
+        ids = list(file_ids)
+        if ids:
+            gone = tantivy.Query.term_set_query(self.index.schema, "file_id", ids)
+            self.writer.delete_documents_by_query(gone)
 
     def add(self, chunk_id: int, file_id: int, chunk: Chunk) -> None:
         doc = tantivy.Document()
@@ -85,10 +96,41 @@ class LexicalWriter:
 
 
 class LexicalReader:
+    """One generation's Tantivy index; raises DamagedIndexError when it is missing or unreadable."""
+
     def __init__(self, index_dir: Path, generation: int) -> None:
         path = lexical_dir(index_dir, generation)
-        self.index = _open(path)
-        self.searcher = self.index.searcher()
+        self.generation = generation
+        if not (path / "meta.json").is_file():  # opening a folder without one would create an index
+            raise _damaged(generation, f"no {path / 'meta.json'}")
+        try:
+            self.index = _open(self._readable(path))
+            self.searcher = self.index.searcher()
+        except ValueError as error:  # how Tantivy reports missing or corrupt files
+            raise _damaged(generation, error) from error
+
+    def _readable(self, path: Path) -> Path:
+        """`path`, or a private copy of it when this process cannot write there (a read-only mount,
+        another user's index): Tantivy takes a lock file in the folder to open even a reader."""
+        if os.access(path, os.W_OK):
+            return path
+        self._copy = tempfile.TemporaryDirectory(prefix="repolm-lexical-")  # removed with the reader
+        ignore = shutil.ignore_patterns(*_LOCK_FILES)
+        return Path(shutil.copytree(path, Path(self._copy.name) / path.name, ignore=ignore))
+
+    @classmethod
+    def checked(cls, index_dir: Path, generation: int, chunks: int, stale_ok: bool = False) -> LexicalReader:
+        """The reader, once it has been seen to hold one document for each of the generation's
+        `chunks`, as every generation written by `repolm index` does. With `stale_ok` it may hold more:
+        searches skip documents of chunks that are gone, and a repolm whose deletes did not reach
+        Tantivy (before `delete_files` used a query) left such documents behind."""
+        reader = cls(index_dir, generation)
+        if reader.num_docs < chunks or (reader.num_docs > chunks and not stale_ok):
+            raise DamagedIndexError(
+                f"the lexical index of generation {generation} holds {reader.num_docs} documents for "
+                f"{chunks} chunks"
+            )
+        return reader
 
     @property
     def num_docs(self) -> int:
@@ -109,17 +151,17 @@ class LexicalReader:
             for t in terms
             for field, boost in boosts.items()
         ]
-        result = self.searcher.search(tantivy.Query.boolean_query(clauses), limit)
-        hits = []
-        for score, address in result.hits:
-            doc = self.searcher.doc(address)
-            hits.append((int(doc["chunk_id"][0]), float(score)))
-        return hits
+        try:
+            result = self.searcher.search(tantivy.Query.boolean_query(clauses), limit)
+            docs = [(self.searcher.doc(address), score) for score, address in result.hits]
+        except ValueError as error:  # a segment damaged where opening it did not look
+            raise _damaged(self.generation, error) from error
+        return [(int(doc["chunk_id"][0]), float(score)) for doc, score in docs]
 
 
 def remove_stale(index_dir: Path, keep: set[int]) -> None:
     """Delete lexical folders of generations no reader should open any more."""
-    for entry in index_dir.glob("lexical-*"):
-        suffix = entry.name.removeprefix("lexical-")
+    for entry in index_dir.glob(f"{LEXICAL_PREFIX}*"):
+        suffix = entry.name.removeprefix(LEXICAL_PREFIX)
         if suffix.isdigit() and int(suffix) not in keep:
             shutil.rmtree(entry, ignore_errors=True)

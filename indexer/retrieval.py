@@ -6,20 +6,19 @@ never changes what it sees; `refresh` moves it to a newer generation when one is
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from repolm.config import Config, SearchConfig
+from repolm.config import SEARCH_MODES, Config, SearchConfig
 
 from .dense import DenseMatrix, Embedder
 from .graph import SymbolGraph
 from .lexical import LexicalReader
 from .records import Chunk
-from .store import IndexFormatError, Store, alive
-
-MODES = ("bm25", "dense", "hybrid")
+from .store import IndexFormatError, Store, alive, database_error
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,23 @@ class Index:
     generation: int
     embedder: Embedder | None = None
     _spans: dict[int, _Span] = field(default_factory=dict)
+    lexical: LexicalReader = field(init=False, repr=False)  # opened and checked by `_load`
 
     @classmethod
     def open(cls, root: Path, config: Config, embedder: Embedder | None = None) -> Index:
-        """Open the current generation; raises IndexFormatError when there is no usable index."""
+        """Open the current generation for reading; raises IndexFormatError when there is no usable
+        index (DamagedIndexError, naming the fix, when part of it is missing or unreadable)."""
         root = root.resolve()
-        store = Store.open(config.index_path(root))
-        index = cls(root, config, store, store.current_generation, embedder)
-        index._load()
+        store = Store.open(config.index_path(root), read_only=True)
+        try:
+            index = cls(root, config, store, store.current_generation, embedder)
+            index._load()
+        except sqlite3.DatabaseError as error:
+            store.close()
+            raise database_error(error, store.path) from error
+        except BaseException:
+            store.close()
+            raise
         return index
 
     def close(self) -> None:
@@ -93,7 +101,7 @@ class Index:
         if newest == self.generation:
             return False
         self.generation = newest
-        for cached in ("lexical", "dense", "summary_dense", "graph"):
+        for cached in ("dense", "summary_dense", "graph"):
             self.__dict__.pop(cached, None)
         self._load()
         return True
@@ -106,12 +114,12 @@ class Index:
         self._spans = {row[0]: _Span(*row[1:]) for row in rows}
         if self.generation == 0:
             raise IndexFormatError(f"the index at {self.store.path} has no complete generation yet")
+        # Opened with the generation and checked against it, so that a lost or damaged Tantivy folder
+        # shows (with its fix) when the index opens, not as a failure of some later search.
+        chunks = len(self._spans)
+        self.lexical = LexicalReader.checked(self.store.path, self.generation, chunks, stale_ok=True)
 
     # -- the three stores, loaded on first use -----------------------------------------------------
-
-    @cached_property
-    def lexical(self) -> LexicalReader:
-        return LexicalReader(self.store.path, self.generation)
 
     @cached_property
     def dense(self) -> DenseMatrix:
@@ -156,9 +164,9 @@ class Index:
     ) -> list[Hit]:
         settings = self.config.search
         mode = mode or settings.mode
-        if mode not in MODES:
-            raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if k <= 0:
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
+        if k <= 0 or not query.strip():  # nothing to look for: any hit would be arbitrary
             return []
         where = where or SearchFilter()
         cap = settings.per_file_cap if per_file_cap is None else per_file_cap

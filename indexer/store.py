@@ -24,6 +24,12 @@ from .records import Chunk, ParsedFile
 # 2: chunks carry the summary (a definition's docstring) that hybrid search also matches.
 FORMAT_VERSION = 2
 DB_NAME = "index.sqlite"
+# An index of an earlier format (or a damaged one), set aside while its replacement is built: the
+# vectors it holds are carried over.
+OUTDATED_NAME = "outdated.sqlite"
+DB_COMPANIONS = ("", "-wal", "-shm", "-journal")  # suffixes of the files SQLite keeps beside a database
+REPAIR = "run `repolm index` to repair it"
+NO_SPACE = "no space left on device while writing the index; the previous generation is intact"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,6 +80,39 @@ class OutdatedIndexError(IndexFormatError):
     """The folder holds an index of an earlier format version, which `repolm index` rebuilds."""
 
 
+class DamagedIndexError(IndexFormatError):
+    """Part of the index is missing or unreadable; `repolm index` repairs it."""
+
+    def __init__(self, diagnosis: str, fix: str = REPAIR) -> None:
+        super().__init__(f"{diagnosis}; {fix}")
+        self.diagnosis = diagnosis
+
+
+class IndexWriteError(RuntimeError):
+    """The index could not be written (a full disk, a read-only folder); what was published stays."""
+
+
+def database_error(error: sqlite3.Error, index_dir: Path | None = None) -> RuntimeError:
+    """The error to report for a failure of SQLite on the index, in one line that names the fix."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    where = f" at {index_dir}" if index_dir else ""
+    reason = " ".join(str(error).split())
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        rebuild = "run `repolm index` to set it aside and rebuild it"
+        return DamagedIndexError(f"the index database{where} is damaged ({reason})", rebuild)
+    # SHMSIZE: the WAL's shared-memory file could not grow, which on a full disk comes before FULL.
+    if code == sqlite3.SQLITE_FULL or getattr(error, "sqlite_errorcode", 0) == sqlite3.SQLITE_IOERR_SHMSIZE:
+        return IndexWriteError(NO_SPACE)
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return IndexWriteError(
+            f"cannot open or write the index database{where} ({reason}); check the folder's permissions, "
+            "or set index.index_dir to a folder repolm can write"
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return IndexWriteError(f"the index database{where} is locked ({reason}); try again once it is free")
+    return IndexFormatError(f"the index database{where} failed ({reason}); {REPAIR}")
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -105,18 +144,17 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, index_dir: Path, create: bool = False) -> Store:
+    def open(cls, index_dir: Path, create: bool = False, read_only: bool = False) -> Store:
+        """The index database in `index_dir` (which the caller has made ready when it may `create` it).
+        `read_only` opens it for reading alone, which works on a read-only folder or file system."""
         db_path = index_dir / DB_NAME
         if not db_path.exists() and not create:
             raise IndexFormatError(f"no repolm index at {index_dir} (run `repolm index` first)")
-        index_dir.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(db_path, timeout=30, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = _connect_read_only(db_path) if read_only else _connect(db_path)
             version = _meta_value(db, "format_version")
         except sqlite3.DatabaseError as error:
-            raise IndexFormatError(f"{db_path} is not a readable repolm index: {error}") from error
+            raise database_error(error, index_dir) from error
         if version is None:
             if not create:
                 raise IndexFormatError(f"{db_path} is not a repolm index (no format version)")
@@ -331,17 +369,34 @@ class Store:
             )
 
     def adopt_vectors(self, other: Path) -> None:
-        """Copy the embedding cache of the index database at `other` (an outdated one) into this one.
-        Its vectors stay right: they are keyed by the embedder and by exactly the text it read, and
-        those that no chunk asks for again are merely never looked up."""
-        self.db.execute("ATTACH DATABASE ? AS other", (str(other),))  # not allowed inside a transaction
+        """Copy the embedding cache of the index database at `other` (an outdated or a damaged one)
+        into this one; from a damaged one, the vectors read before the first error. They stay right:
+        they are keyed by the embedder and by exactly the text it read, and those that no chunk asks
+        for again are merely never looked up."""
+        try:
+            self.db.execute("ATTACH DATABASE ? AS other", (str(other),))  # not inside a transaction
+        except sqlite3.DatabaseError:
+            return
         try:
             with _transaction(self.db):
                 self.db.execute(
                     "INSERT OR IGNORE INTO embeddings SELECT model, hash, vector FROM other.embeddings"
                 )
+        except sqlite3.DatabaseError:
+            self._salvage_vectors()
         finally:
             self.db.execute("DETACH DATABASE other")
+
+    def _salvage_vectors(self) -> None:
+        """Copy vectors from the attached damaged database batch by batch, until one cannot be read."""
+        insert = "INSERT OR IGNORE INTO embeddings (model, hash, vector) VALUES (?, ?, ?)"
+        try:
+            rows = self.db.execute("SELECT model, hash, vector FROM other.embeddings")
+            while batch := rows.fetchmany(1000):
+                with _transaction(self.db):
+                    self.db.executemany(insert, batch)
+        except sqlite3.DatabaseError:
+            return
 
     def vector_model(self, names: tuple[str, ...]) -> str:
         """The first of an embedder's `names` (its key, then older keys) that this index holds vectors
@@ -356,6 +411,17 @@ class Store:
         with _transaction(self.db):
             self.db.execute("UPDATE OR IGNORE embeddings SET model = ? WHERE model = ?", (new, old))
             self.db.execute("DELETE FROM embeddings WHERE model = ?", (old,))
+
+    def count_without_vector(self, generation: int, model: str) -> tuple[int, int]:
+        """(chunk contents, summaries) alive in `generation` that have no vector under `model`: what the
+        next `repolm index` embeds."""
+        (chunks,) = self.db.execute(
+            "SELECT COUNT(DISTINCT c.hash) FROM chunks c JOIN files f ON f.id = c.file_id"
+            f" WHERE {alive('f', generation)}"
+            " AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model = ? AND e.hash = c.hash)",
+            (model,),
+        ).fetchone()
+        return int(chunks), len(self.summaries_without_vector(generation, model))
 
     def cached_vectors(self) -> int:
         """How many vectors the cache holds, of every embedder."""
@@ -420,6 +486,51 @@ class _Transaction:
 
 def _transaction(db: sqlite3.Connection) -> _Transaction:
     return _Transaction(db)
+
+
+def _sqlite(target: str | Path, uri: bool = False) -> sqlite3.Connection:
+    return sqlite3.connect(target, uri=uri, timeout=30, check_same_thread=False, isolation_level=None)
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    db = _sqlite(db_path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    uri = db_path.absolute().as_uri()
+    db = _sqlite(f"{uri}?mode=ro", uri=True)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # SQLite opens lazily: this reads the file
+        return db
+    except sqlite3.OperationalError as error:
+        db.close()
+        # A WAL database whose readers cannot make the -shm file they share: in a folder this process
+        # cannot write (a read-only mount, another user's index) or on a full disk. With no -wal file,
+        # or an empty one, everything written is in the main file, which is then read as immutable.
+        unshared = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR)
+        wal = db_path.with_name(db_path.name + "-wal")
+        if error.sqlite_errorcode & 0xFF not in unshared or (wal.exists() and wal.stat().st_size):
+            raise
+    return _sqlite(f"{uri}?immutable=1", uri=True)
+
+
+def is_index_database(db_path: Path) -> bool:
+    """Whether `db_path` is a repolm index database (it holds the meta table with a format version)."""
+    if not db_path.is_file():
+        return False
+    try:
+        db = _connect_read_only(db_path)
+    except sqlite3.DatabaseError:
+        return False
+    try:
+        return _meta_value(db, "format_version") is not None
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        db.close()
 
 
 def _meta_value(db: sqlite3.Connection, key: str) -> str | None:

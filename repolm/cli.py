@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from repolm.config import TASKS, Config, ConfigError, load_config
+from repolm.config import FUSIONS, SEARCH_MODES, TASKS, Config, ConfigError, load_config
 
 EXIT_USAGE = 2
 
@@ -22,14 +23,38 @@ class CliError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # The engine logs what the language server should report; the other commands print their own
+    # one-line errors, so its warnings must not also reach stderr (`serve` configures logging itself).
+    logging.getLogger("repolm.server").addHandler(logging.NullHandler())
     try:
         return int(args.run(args) or 0)
-    except CliError as error:
+    except (CliError, ConfigError) as error:
         print(f"repolm: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("repolm: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        message = _index_error(error)
+        if message is None:
+            raise
+        print(f"repolm: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _index_error(error: Exception) -> str | None:
+    """One line, naming the fix, for a problem of the index itself (missing, damaged, busy, not
+    writable), which any command that reads or writes it can meet; None for anything else."""
+    import sqlite3
+
+    from repolm.indexer.builder import IndexBusyError
+    from repolm.indexer.store import IndexFormatError, IndexWriteError, database_error
+
+    if isinstance(error, sqlite3.DatabaseError):
+        return str(database_error(error))
+    if isinstance(error, (IndexFormatError, IndexWriteError, IndexBusyError)):
+        return str(error)
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,9 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--queries", type=Path, help="a file with one query per line; prints one JSON line each"
     )
-    search.add_argument("--mode", choices=("bm25", "dense", "hybrid"), help="retriever (default: hybrid)")
+    search.add_argument("--mode", choices=SEARCH_MODES, help="retriever (default: hybrid)")
     search.add_argument("-k", type=int, default=10, help="number of hits (default: 10)")
-    search.add_argument("--fusion", choices=("rrf", "weighted"), help="how hybrid mode combines rankings")
+    search.add_argument("--fusion", choices=FUSIONS, help="how hybrid mode combines rankings")
     search.add_argument("--per-file-cap", type=int, help="at most this many hits from one file (0: no cap)")
     search.add_argument(
         "--exclude-path", action="append", default=[], help="never return hits from this file"
@@ -211,17 +236,13 @@ def _repo_and_config(path: Path) -> tuple[Path, Config]:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from repolm.indexer.builder import IndexBusyError, update_index
-    from repolm.indexer.store import IndexFormatError
+    from repolm.indexer.builder import update_index
 
     from .progress import progress_bar
 
     root, config = _repo_and_config(Path(args.path))
-    try:
-        with progress_bar(enabled=not args.json and sys.stderr.isatty()) as report:
-            summary = update_index(root, config, progress=report, rebuild=args.rebuild)
-    except (IndexBusyError, IndexFormatError, PermissionError) as error:
-        raise CliError(str(error)) from error
+    with progress_bar(enabled=not args.json and sys.stderr.isatty()) as report:
+        summary = update_index(root, config, progress=report, rebuild=args.rebuild)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -232,20 +253,17 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from repolm.indexer.retrieval import Index
-    from repolm.indexer.store import IndexFormatError
+    from repolm.indexer.retrieval import Index, SearchFilter
 
     if (args.query is None) == (args.queries is None):
         raise CliError("give a QUERY or --queries FILE (one of them)")
+    if args.query is not None and not args.query.strip():
+        raise CliError("the query is empty: give the words or identifiers to look for")
     if args.k <= 0:
         raise CliError("-k must be at least 1")
     root, config = _repo_and_config(args.repo)
     config = config.with_overrides("search", fusion=args.fusion, per_file_cap=args.per_file_cap)
-    try:
-        index = Index.open(root, config)
-    except IndexFormatError as error:
-        raise CliError(str(error)) from error
-    from repolm.indexer.retrieval import SearchFilter
+    index = Index.open(root, config)
 
     where = SearchFilter(exclude_paths=frozenset(args.exclude_path))
 
@@ -276,13 +294,9 @@ def _each_query(path: Path, run: Callable[[str], list[dict[str, object]]]) -> No
 
 def _status(args: argparse.Namespace) -> int:
     from repolm.indexer.status import index_status
-    from repolm.indexer.store import IndexFormatError
 
     root, config = _repo_and_config(Path(args.path))
-    try:
-        status = index_status(root, config)
-    except IndexFormatError as error:
-        raise CliError(str(error)) from error
+    status = index_status(root, config)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -360,6 +374,8 @@ def _complete(args: argparse.Namespace) -> int:
         result = engine.complete(request)
     except PositionError as error:
         raise CliError(str(error)) from error
+    if engine.index_problem:
+        print(f"repolm: completed without retrieval: {engine.index_problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

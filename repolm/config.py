@@ -2,134 +2,219 @@
 
 The precedence chain (code < repolm.toml < CLI flags / LSP settings) is the one DESIGN.md promises;
 callers apply their own overrides with `Config.with_overrides`.
+
+Every setting declares what it accepts next to its default (`setting(...)`: a range, a list of
+choices); each section checks its values when it is built, so `repolm.toml`, CLI flags and editor
+settings all meet the same checks, and a bad value fails at once with its key and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 CONFIG_FILE = "repolm.toml"
+DEFAULT_INDEX_DIR = ".repolm"
+SEARCH_MODES = ("bm25", "dense", "hybrid")
+FUSIONS = ("rrf", "weighted")
+TRAIN_PROFILES = ("quick", "full")  # the keys of repolm.training.finetune.PROFILES
+TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold
 
 
 class ConfigError(ValueError):
-    """A `repolm.toml` that cannot be read or names unknown settings."""
+    """A setting that cannot be used: unknown, of the wrong type, out of range or not one of its choices."""
+
+
+def setting(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    nonempty: bool = False,
+) -> Any:
+    """A field with its default and the values it accepts; its type is the default's."""
+    rule = {"low": low, "high": high, "choices": choices, "nonempty": nonempty}
+    return field(default=default, metadata=rule)
+
+
+class _Section:
+    """Checks (and normalises: lists to tuples, integers to floats) every field when a section is built."""
+
+    name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = _checked(f"{self.name}.{spec.name}", getattr(self, spec.name), spec)
+            object.__setattr__(self, spec.name, value)
+
+
+def _checked(key: str, value: Any, spec: dataclasses.Field) -> Any:
+    default, rule = spec.default, spec.metadata
+    shown = list(value) if isinstance(value, tuple) else value
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"{key} = {shown!r}: {problem}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise fail("must be true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("must be an integer")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise fail("must be a number")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise fail("must be a string")
+    elif isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise fail("must be a list of strings")
+        value = tuple(value)
+    if rule.get("low") is not None and value < rule["low"]:
+        raise fail(f"must be at least {rule['low']:g}")
+    if rule.get("high") is not None and value > rule["high"]:
+        raise fail(f"must be at most {rule['high']:g}")
+    if rule.get("nonempty") and not value:
+        raise fail("must not be empty")
+    choices = rule.get("choices")
+    if choices and isinstance(value, tuple) and any(item not in choices for item in value):
+        raise fail(f"choose from {', '.join(choices)}")
+    if choices and isinstance(value, str) and value not in choices:
+        raise fail(f"choose one of {', '.join(choices)}")
+    return value
 
 
 @dataclass(frozen=True)
-class IndexConfig:
-    index_dir: str = ".repolm"  # relative to the repo root, or absolute
-    include: tuple[str, ...] = ()  # gitignore-style globs; empty means everything
-    exclude: tuple[str, ...] = ()  # gitignore-style globs, applied after .gitignore
-    max_file_bytes: int = 1024 * 1024
-    max_chunk_lines: int = 80
+class IndexConfig(_Section):
+    name: ClassVar[str] = "index"
+
+    # Relative to the repo root, or absolute; a folder of repolm's own (see Config.index_path).
+    index_dir: str = setting(DEFAULT_INDEX_DIR, nonempty=True)
+    include: tuple[str, ...] = setting(())  # gitignore-style globs; empty means everything
+    exclude: tuple[str, ...] = setting(())  # gitignore-style globs, applied after .gitignore
+    max_file_bytes: int = setting(1024 * 1024, low=1)
+    max_chunk_lines: int = setting(80, low=1)
     # Folders that hold third-party or generated code; matched by name at any depth.
-    skip_dirs: tuple[str, ...] = (
-        ".git",
-        ".hg",
-        ".svn",
-        ".repolm",
-        "node_modules",
-        "vendor",
-        "third_party",
-        "site-packages",
-        "__pycache__",
-        ".venv",
-        "venv",
-        ".tox",
-        ".nox",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        "dist",
-        "build",
-        "target",
-        ".next",
-        ".gradle",
-        ".idea",
-        ".eggs",
+    skip_dirs: tuple[str, ...] = setting(
+        (
+            ".git",
+            ".hg",
+            ".svn",
+            ".repolm",
+            "node_modules",
+            "vendor",
+            "third_party",
+            "site-packages",
+            "__pycache__",
+            ".venv",
+            "venv",
+            ".tox",
+            ".nox",
+            ".mypy_cache",
+            ".pytest_cache",
+            ".ruff_cache",
+            "dist",
+            "build",
+            "target",
+            ".next",
+            ".gradle",
+            ".idea",
+            ".eggs",
+        )
     )
-    embedding_model: str = ""  # a local sentence-transformers folder; empty means the embedded MiniLM
+    # A local sentence-transformers folder; empty means the embedded MiniLM.
+    embedding_model: str = setting("")
     # Small batches keep MiniLM's activations in the CPU caches: 16 beat 64 (bench/bench_embedding.py).
-    embedding_batch_size: int = 16
-    embedding_threads: int = 2  # Python threads sharing the embedder; see Embedder.encode
+    embedding_batch_size: int = setting(16, low=1)
+    embedding_threads: int = setting(2, low=1)  # Python threads sharing the embedder; see Embedder.encode
     # The signature, docstring and first lines: most of the signal, at CPU speed. 96 instead of 128:
     # Django's full index 353 -> 263 s (two runs), hybrid Recall@5 -0.3 points on Django and -1.5 on
     # requests (docs/BENCHMARKS.md).
-    embedding_max_tokens: int = 96
+    embedding_max_tokens: int = setting(96, low=1)
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    mode: str = "hybrid"  # bm25 | dense | hybrid
-    fusion: str = "rrf"  # rrf | weighted
-    rrf_k: int = 60
-    dense_weight: float = 0.5  # only for fusion = "weighted"
+class SearchConfig(_Section):
+    name: ClassVar[str] = "search"
+
+    mode: str = setting("hybrid", choices=SEARCH_MODES)
+    fusion: str = setting("rrf", choices=FUSIONS)
+    rrf_k: int = setting(60, low=0)
+    dense_weight: float = setting(0.5, low=0, high=1)  # only for fusion = "weighted"
     # Every mode also reads the definitions' docstrings (`Chunk.summary`): BM25 as a field of their own,
     # dense by their own vectors (a chunk scores its nearer vector).
-    summaries: bool = True
-    per_file_cap: int = 3
-    candidates: int = 50  # hits taken from each retriever before fusion
+    summaries: bool = setting(True)
+    per_file_cap: int = setting(3, low=0)  # 0: no cap
+    candidates: int = setting(50, low=1)  # hits taken from each retriever before fusion
+
+
+# The fewest prompt tokens that still hold a prompt's fixed header and some code (repolm.prompt).
+_MIN_BUDGET = 64
 
 
 @dataclass(frozen=True)
-class ServeConfig:
+class ServeConfig(_Section):
     """Completion and explain settings for `repolm serve`, `complete` and `explain`."""
 
-    model: str = ""  # a local Hugging Face folder; empty means the embedded SmolLM2-135M
-    adapter: str = ""  # a PEFT adapter folder (or a symlink to the active one); watched for changes
-    completion_enabled: bool = True
-    # Budgets sized for the 135M model on a 2-core CPU: prefill dominates latency.
-    completion_budget: int = 768  # prompt tokens: snippets plus the code before the cursor
-    completion_max_tokens: int = 32  # single-line completions
-    block_max_tokens: int = 96  # multi-line completions, when the cursor opens a block
-    completion_snippets: int = 4  # retrieved chunks offered to the prompt
-    completion_cache_size: int = 128
-    explain_enabled: bool = True  # the hover adds a model-written explanation to the symbol card
-    explain_budget: int = 768
-    explain_max_tokens: int = 64
-    max_document_bytes: int = 2 * 1024 * 1024  # bigger open buffers get no completion
+    name: ClassVar[str] = "serve"
+
+    model: str = setting("")  # a local Hugging Face folder; empty means the embedded SmolLM2-135M
+    adapter: str = setting("")  # a PEFT adapter folder (or a symlink to the active one); watched for changes
+    completion_enabled: bool = setting(True)
+    # Budgets sized for the 135M model on a 2-core CPU: prefill dominates latency. Prompt tokens:
+    # snippets plus the code before the cursor.
+    completion_budget: int = setting(768, low=_MIN_BUDGET)
+    completion_max_tokens: int = setting(32, low=1)  # single-line completions
+    block_max_tokens: int = setting(96, low=1)  # multi-line completions, when the cursor opens a block
+    completion_snippets: int = setting(4, low=0)  # retrieved chunks offered to the prompt
+    completion_cache_size: int = setting(128, low=0)
+    explain_enabled: bool = setting(True)  # the hover adds a model-written explanation to the symbol card
+    explain_budget: int = setting(768, low=_MIN_BUDGET)
+    explain_max_tokens: int = setting(64, low=1)
+    max_document_bytes: int = setting(2 * 1024 * 1024, low=1)  # bigger open buffers get no completion
     # The language server skips bigger messages unread (editors send whole files on didOpen).
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = setting(64 * 1024 * 1024, low=1024)
     # Prompt-lookup draft length for completions and explanations (0: none); see repolm.model.generate.
     # On the CPU one forward pass over 8 tokens costs what a pass over 1 does.
-    draft_tokens: int = 8
+    draft_tokens: int = setting(8, low=0)
     # Passes after the first read int8 copies of the weights where the CPU has the kernel, drafts then
     # cut to 3 tokens (repolm.int8): explanation p50 and typing p95 0.62x of bf16's in one run, for
     # about 155 MiB more memory once the first request asks (bench/bench_int8.py).
-    int8_decoding: bool = True
+    int8_decoding: bool = setting(True)
     # KV caches of recent prompts kept for later requests (repolm.model._PromptCaches): a completion
     # that comes back after a hover's explanation, or from another file, reuses its place's cache.
     # For the embedded model on the CPU each holds 45 KiB per token of its buffer, 45 MiB for a full
     # 768-token prompt; keeping 3 instead of 1 cost the server 124 and 214 MiB in two runs of
     # bench/bench_prompt_caches.py.
-    prompt_caches: int = 3
-
-
-TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold
+    prompt_caches: int = setting(3, low=1)
 
 
 @dataclass(frozen=True)
-class TrainSection:
+class TrainSection(_Section):
     """`[train]`: what a user sets for `repolm train` / `retrain`; the rest lives in the training configs."""
 
-    profile: str = "quick"  # quick | full (see repolm.training.finetune.PROFILES)
-    oracle_probability: float = 0.8  # RAFT's P: share of examples whose prompt holds the oracle documents
-    distractors: int = 3  # distractor documents per example (hard negatives, then one random chunk)
-    tasks: tuple[str, ...] = TASKS  # a subset trains only those (e.g. ["plan"] for the planner alone)
-    seed: int = 0
-    # Optional teacher for explanation answers: an OpenAI-compatible endpoint; off while base_url is empty.
-    teacher_base_url: str = ""
-    teacher_model: str = ""
-    teacher_api_key_env: str = ""  # the name of the environment variable holding the key, never the key
+    name: ClassVar[str] = "train"
 
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.tasks) - set(TASKS))
-        if unknown or not self.tasks:
-            raise ConfigError(f"train.tasks: {unknown or 'empty'}; choose from {', '.join(TASKS)}")
+    profile: str = setting("quick", choices=TRAIN_PROFILES)
+    # RAFT's P: share of examples whose prompt holds the oracle documents.
+    oracle_probability: float = setting(0.8, low=0, high=1)
+    # Distractor documents per example (hard negatives, then one random chunk).
+    distractors: int = setting(3, low=0)
+    # A subset trains only those (e.g. ["plan"] for the planner alone).
+    tasks: tuple[str, ...] = setting(TASKS, choices=TASKS, nonempty=True)
+    seed: int = setting(0, low=0)
+    # Optional teacher for explanation answers: an OpenAI-compatible endpoint; off while base_url is empty.
+    teacher_base_url: str = setting("")
+    teacher_model: str = setting("")
+    # The name of the environment variable holding the key, never the key.
+    teacher_api_key_env: str = setting("")
 
 
 @dataclass(frozen=True)
@@ -140,14 +225,34 @@ class Config:
     train: TrainSection = field(default_factory=TrainSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:
-        """A copy with some settings of one section replaced; `None` values are ignored."""
+        """A copy with some settings of one section replaced (and checked); `None` values are ignored."""
         current = getattr(self, section)
         changes = {key: value for key, value in values.items() if value is not None}
-        return dataclasses.replace(self, **{section: _replace_checked(current, changes, section)})
+        known = {spec.name for spec in dataclasses.fields(current)}
+        for key in changes:
+            if key not in known:
+                raise ConfigError(f"unknown setting {section}.{key}")
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **changes)})
 
     def index_path(self, repo_root: Path) -> Path:
-        path = Path(self.index.index_dir).expanduser()
-        return path if path.is_absolute() else repo_root / path
+        """The index folder for the repository at `repo_root`. It is repolm's own (`--rebuild` empties
+        it of repolm's files), so a folder that is or holds the repository or the home folder is refused
+        here, where every caller (indexer, server, training) resolves it."""
+        setting_value = self.index.index_dir
+        try:
+            path = Path(setting_value).expanduser()
+        except RuntimeError as error:  # "~" with no home folder to expand it to
+            raise ConfigError(f"index.index_dir = {setting_value!r}: {error}") from error
+        path = path if path.is_absolute() else repo_root / path
+        resolved = path.resolve()
+        for what, folder in (("the repository", repo_root.resolve()), ("the home folder", _home())):
+            if folder is not None and folder.is_relative_to(resolved):
+                where = "is" if folder == resolved else "holds"
+                raise ConfigError(
+                    f"index.index_dir = {setting_value!r} {where} {what} ({folder}); the index needs a "
+                    f"folder of its own, such as the default {DEFAULT_INDEX_DIR!r}"
+                )
+        return path
 
 
 def load_config(repo_root: Path) -> Config:
@@ -163,20 +268,19 @@ def load_config(repo_root: Path) -> Config:
     for section, values in data.items():
         if section not in {f.name for f in dataclasses.fields(Config)} or not isinstance(values, dict):
             raise ConfigError(f"{config_file}: unknown section [{section}]")
-        config = config.with_overrides(section, **values)
+        try:
+            config = config.with_overrides(section, **values)
+        except ConfigError as error:
+            raise ConfigError(f"{config_file}: {error}") from error
+    try:
+        config.index_path(repo_root)
+    except ConfigError as error:
+        raise ConfigError(f"{config_file}: {error}") from error
     return config
 
 
-def _replace_checked(section_value: Any, changes: dict[str, Any], section: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(section_value)}
-    for key, value in list(changes.items()):
-        if key not in known:
-            raise ConfigError(f"unknown setting {section}.{key}")
-        default = getattr(section_value, key)
-        if isinstance(default, tuple):
-            changes[key] = tuple(value)
-        elif not isinstance(value, type(default)) and not (
-            isinstance(default, float) and isinstance(value, int)
-        ):
-            raise ConfigError(f"{section}.{key} must be {type(default).__name__}, got {value!r}")
-    return dataclasses.replace(section_value, **changes)
+def _home() -> Path | None:
+    try:
+        return Path.home().resolve()
+    except RuntimeError:  # no HOME and no passwd entry: there is no home folder to protect
+        return None

@@ -48,6 +48,7 @@ def print_index_summary(summary: dict) -> None:
         ("files with syntax errors (indexed anyway)", summary["syntax_error_files"]),
     ]
     rows += [(f"skipped: {reason}", count) for reason, count in summary["skipped"].items()]
+    rows += [("repaired", repair) for repair in summary["repairs"]]
     rows += [(f"seconds: {stage}", seconds) for stage, seconds in summary["seconds"].items()]
     for name, value in rows:
         table.add_row(name, str(value))
@@ -86,3 +87,5 @@ def print_status(status: dict) -> None:
         examples = ", ".join(status["skipped_examples"].get(reason, [])[:3])
         table.add_row(f"skipped: {reason}", f"{count}  [dim]{examples}[/dim]")
     console.print(table)
+    for problem in status["problems"]:  # a line each, unwrapped: it ends with the command that fixes it
+        console.print(f"[bold red]problem:[/bold red] {problem}", soft_wrap=True, highlight=False)

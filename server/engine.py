@@ -8,11 +8,14 @@ are serialized with `refresh`, so a reindex never changes the generation under a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from repolm.indexer.dense import Embedder
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Hit, Index, SearchFilter
-from repolm.indexer.store import IndexFormatError
+from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
 from repolm.training.registry import ACTIVE_LINK, ADAPTERS
 
 from repolm.config import Config
@@ -33,6 +36,8 @@ from .ask import GraphAnswer, answer, model_planner, model_reasoner, symbol_path
 from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest, split_at
 from .explain import Explainer, Explanation, resolve_name
 from .workspace import OutsideWorkspaceError, Workspace
+
+logger = logging.getLogger("repolm.server")
 
 Progress = Callable[[str, int, int], None]
 HOVER_PATHS = 6  # graph paths a hover shows
@@ -53,7 +58,7 @@ def code_hits(index: Index, query: str, path: str, limit: int, mode: str | None 
 
 
 class NoIndexError(RuntimeError):
-    """The workspace has no usable index yet."""
+    """The workspace has no usable index yet (none, or a damaged one waiting for its repair)."""
 
 
 class CachingEmbedder(Embedder):
@@ -129,6 +134,8 @@ class Engine:
         self._graph_build_lock = threading.Lock()  # one build at a time
         self.completer: Completer | None = None
         self.explainer: Explainer | None = None
+        self.index_problem: str | None = None  # why there is no usable index, while there is none
+        self.request_repair: Callable[[], None] = lambda: None  # BackgroundIndexer sets its `request`
 
     # -- lazily loaded parts -----------------------------------------------------------------------
 
@@ -139,14 +146,50 @@ class Engine:
         return self._embedder
 
     def index(self) -> Index | None:
-        """The open index, opening it on first use; None while the workspace has none."""
+        """The open index, opening it on first use; None while the workspace has none or a damaged one
+        (`index_problem` says which; a damaged one is handed to `request_repair`)."""
         with self._index_lock:
             if self._index is None:
                 try:
                     self._index = Index.open(self.root, self.config, self.embedder)
-                except IndexFormatError:
+                except IndexFormatError as error:
+                    self._index_failed(error)
                     return None
+                self.index_problem = None
             return self._index
+
+    def _require_index(self) -> Index:
+        index = self.index()
+        if index is None:
+            raise NoIndexError(self.index_problem or "no index yet (run `repolm index`)")
+        return index
+
+    def _index_failed(self, error: IndexFormatError) -> None:
+        """Log why the index cannot be used, once per reason, and ask for a repair when it is damaged.
+        A repair that fails leaves the same reason, which asks for nothing more."""
+        problem = str(error)
+        if problem == self.index_problem:
+            return
+        self.index_problem = problem
+        logger.warning("repolm: %s", problem)
+        if isinstance(error, DamagedIndexError):
+            self.request_repair()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Around index reads: damage that shows only now (a Tantivy segment, a SQLite page) closes the
+        index and is handled as if found when opening it; the request gets NoIndexError."""
+        try:
+            yield
+        except (DamagedIndexError, sqlite3.DatabaseError) as error:
+            failure = error if isinstance(error, DamagedIndexError) else database_error(error)
+            with self._index_lock:
+                if self._index is not None:
+                    self._index.close()
+                self._index = None
+            if isinstance(failure, IndexFormatError):
+                self._index_failed(failure)
+            raise NoIndexError(str(failure)) from error
 
     def warm_index(self) -> bool:
         """Open the index and load its vector matrices, which the first search would otherwise wait
@@ -233,25 +276,37 @@ class Engine:
     # -- retrieval ---------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, mode: str | None = None, where: SearchFilter | None = None):
-        index = self.index()
-        if index is None:
-            raise NoIndexError(f"no index at {self.config.index_path(self.root)} yet (run `repolm index`)")
-        with self._index_lock:
-            return index.search(query, mode=mode, k=k, where=where)
+        if not query.strip():
+            raise ValueError("the search query is empty")
+        with self._reading():
+            index = self._require_index()
+            with self._index_lock:
+                return index.search(query, mode=mode, k=k, where=where)
 
     def _search_code(self, query: str, path: str, k: int) -> list[Document]:
-        index = self.index()
-        if index is None:
+        """Snippets for a completion prompt; none while there is no usable index."""
+        try:
+            with self._reading():
+                index = self.index()
+                if index is None:
+                    return []
+                with self._index_lock:
+                    return [Document.from_chunk(hit.chunk) for hit in code_hits(index, query, path, k)]
+        except NoIndexError:
             return []
-        with self._index_lock:
-            return [Document.from_chunk(hit.chunk) for hit in code_hits(index, query, path, k)]
 
     def _search_docs(self, query: str, k: int) -> list[Document]:
-        index = self.index()
-        if index is None or not query.strip():
+        if not query.strip():
             return []
-        with self._index_lock:
-            hits = index.search(query, k=k * 5)
+        try:
+            with self._reading():
+                index = self.index()
+                if index is None:
+                    return []
+                with self._index_lock:
+                    hits = index.search(query, k=k * 5)
+        except NoIndexError:
+            return []
         return [Document.from_chunk(hit.chunk) for hit in hits if hit.chunk.language in DOC_LANGUAGES][:k]
 
     # -- features ----------------------------------------------------------------------------------
@@ -265,18 +320,16 @@ class Engine:
 
     def symbol_at(self, path: str, text: str, line: int, character: int) -> Symbol | None:
         """The definition the identifier at a 0-based position refers to, in the buffer's text."""
-        index = self.index()
-        if index is None:
-            raise NoIndexError("no index yet: nothing to resolve symbols against")
-        with self._index_lock:
-            return index.graph.definition_at(path, line + 1, character, text)
+        with self._reading():
+            index = self._require_index()
+            with self._index_lock:
+                return index.graph.definition_at(path, line + 1, character, text)
 
     def symbol_named(self, name: str) -> Symbol | None:
-        index = self.index()
-        if index is None:
-            raise NoIndexError("no index yet: nothing to resolve symbols against")
-        with self._index_lock:
-            return resolve_name(index.graph, name)
+        with self._reading():
+            index = self._require_index()
+            with self._index_lock:
+                return resolve_name(index.graph, name)
 
     def explain(
         self,
@@ -287,23 +340,22 @@ class Engine:
         cancel: Cancel = None,
         wait_for_graph: bool = True,
     ) -> Explanation:
-        index = self.index()
-        if index is None:
-            raise NoIndexError("no index yet")
+        index = self._require_index()
         if with_model:
             self.model()
         explainer = self.explainer or Explainer(None, self.config.serve)
-        explanation = explainer.explain(
-            index.graph,
-            symbol,
-            self.read_lines(buffers or {}),
-            self._search_docs,
-            path,
-            cancel,
-            self._context_key(),
-            with_model,
-            graph_lock=self._index_lock,
-        )
+        with self._reading():
+            explanation = explainer.explain(
+                index.graph,
+                symbol,
+                self.read_lines(buffers or {}),
+                self._search_docs,
+                path,
+                cancel,
+                self._context_key(),
+                with_model,
+                graph_lock=self._index_lock,
+            )
         graph = self.code_graph() if wait_for_graph else self.code_graph_if_ready()
         if graph is None:
             return explanation
@@ -323,9 +375,7 @@ class Engine:
         return graph
 
     def _current_code_graph(self) -> CodeGraph | None:
-        index = self.index()
-        if index is None:
-            raise NoIndexError("no index yet: there is no code graph to follow")
+        index = self._require_index()
         with self._graph_lock:
             if self._code_graph is not None and self._code_graph[0] == index.generation:
                 return self._code_graph[1]
@@ -333,7 +383,7 @@ class Engine:
 
     def _build_code_graph(self) -> CodeGraph:
         """Build from a reader of its own, so completions keep using the shared index meanwhile."""
-        with self._graph_build_lock:
+        with self._graph_build_lock, self._reading():
             reader = Index.open(self.root, self.config, self.embedder)
             try:
                 built = (reader.generation, CodeGraph.build(reader))
@@ -380,6 +430,7 @@ class BackgroundIndexer:
         self._idle = threading.Event()
         self._idle.set()
         self._thread = threading.Thread(target=self._run, name="repolm-indexer", daemon=True)
+        engine.request_repair = self.request  # a damaged index found by a request is repaired here
         self._thread.start()
 
     def request(self) -> None:

@@ -278,7 +278,7 @@ def initialize(ls: RepolmServer, params: types.InitializeParams) -> None:
         ls.file_config = load_config(root)
     except ConfigError as error:
         ls.log(f"repolm: {error}; using defaults", types.MessageType.Warning)
-    config, problems = apply_settings(ls.file_config, params.initialization_options)
+    config, problems = apply_settings(ls.file_config, params.initialization_options, root)
     for problem in problems:
         ls.log(f"repolm: initializationOptions: {problem}; ignored", types.MessageType.Warning)
     ls.engine = Engine(root, config)
@@ -371,7 +371,7 @@ def did_change_watched_files(ls: RepolmServer, params: types.DidChangeWatchedFil
 @guarded_notification
 def did_change_configuration(ls: RepolmServer, params: types.DidChangeConfigurationParams) -> None:
     engine = ls.require_engine()
-    config, problems = apply_settings(ls.file_config, params.settings)
+    config, problems = apply_settings(ls.file_config, params.settings, engine.root)
     for problem in problems:
         ls.log(f"repolm: settings: {problem}; ignored", types.MessageType.Warning)
     engine.reconfigure(config)

@@ -13,6 +13,7 @@ Settings land on the same dataclasses as `repolm.toml`, so the precedence chain 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from repolm.config import Config, ConfigError
@@ -43,11 +44,12 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def apply_settings(config: Config, settings: Any) -> tuple[Config, list[str]]:
+def apply_settings(config: Config, settings: Any, root: Path | None = None) -> tuple[Config, list[str]]:
     """`config` with every valid editor setting applied, and one message per setting left out.
 
     A single unknown or mistyped key (an older or newer extension) must not cost the user every
-    other setting, so each one is applied on its own and problems are reported, not raised.
+    other setting, so each one is applied on its own and problems are reported, not raised. With the
+    workspace `root`, an index folder the workspace cannot use (`Config.index_path`) is left out too.
     """
     if settings is None:
         return config, []
@@ -59,7 +61,10 @@ def apply_settings(config: Config, settings: Any) -> tuple[Config, list[str]]:
     problems: list[str] = []
     for section, values in _assignments(settings, problems):
         try:
-            config = config.with_overrides(section, **values)
+            candidate = config.with_overrides(section, **values)
+            if root is not None and section == "index":
+                candidate.index_path(root)
+            config = candidate
         except ConfigError as error:
             problems.append(str(error))
     return config, problems

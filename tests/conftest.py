@@ -26,3 +26,17 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
         else:
             path.write_text(content, encoding="utf-8")
     return root
+
+
+def run_repolm(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    """The `repolm` command in a subprocess, as users and scripts run it."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "repolm.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+    )

@@ -72,10 +72,25 @@ def test_clear_errors(tmp_path: Path) -> None:
     (tmp_path / ".repolm").mkdir()
     (tmp_path / ".repolm" / "index.sqlite").write_bytes(b"garbage" * 500)
     corrupt = repolm("status", str(tmp_path))
-    assert corrupt.returncode == 2 and "not a readable repolm index" in corrupt.stderr
+    assert corrupt.returncode == 2 and "is damaged (file is not a database)" in corrupt.stderr
     (tmp_path / "repolm.toml").write_text("[index]\nmax_file_bytes = 'big'\n")
     bad_config = repolm("index", str(tmp_path))
-    assert bad_config.returncode == 2 and "max_file_bytes must be int" in bad_config.stderr
+    assert bad_config.returncode == 2
+    assert "index.max_file_bytes = 'big': must be an integer" in bad_config.stderr
+
+
+def test_status_counts_symlinks_out_of_the_repository(tmp_path: Path) -> None:
+    root, outside = tmp_path / "repo", tmp_path / "etc"
+    write_tree(outside, {"passwd.txt": "root:x:0:0:root:/root:/bin/bash\n", "hosts.md": "# hosts\n"})
+    write_tree(root, REPO)
+    (root / "passwd.txt").symlink_to(outside / "passwd.txt")
+    (root / "etc_dir").symlink_to(outside)
+    assert repolm("index", str(root)).returncode == 0
+    status = json.loads(repolm("status", str(root), "--json").stdout)
+    assert status["files"] == 2
+    assert status["skipped"]["symlink outside the repository"] == 2
+    hits = repolm("search", "root bash passwd hosts", "--repo", str(root), "--json", "--mode", "bm25").stdout
+    assert "passwd" not in hits and "hosts" not in hits
 
 
 def test_complete_and_explain_refuse_files_outside_the_repository(tmp_path: Path) -> None:

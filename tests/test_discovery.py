@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from conftest import write_tree
@@ -11,7 +12,9 @@ from repolm.indexer.discovery import (
     SKIP_EXCLUDED,
     SKIP_IGNORED,
     SKIP_SYMLINK_LOOP,
+    SKIP_SYMLINK_OUTSIDE,
     SKIP_TOO_LARGE,
+    SKIP_UNREADABLE,
     SKIP_UNSUPPORTED,
     SKIP_VENDORED,
     SourceText,
@@ -78,8 +81,51 @@ def test_read_source_binary_invalid_utf8_and_limits(tmp_path: Path) -> None:
         tmp_path,
         {"bin.py": b"\x7fELF\x00\x00\x01", "latin.py": b"name = '\xe9t\xe9'\n", "ok.py": "s = 'é'\n"},
     )
-    assert read_source(tmp_path / "bin.py", 1000) == SKIP_BINARY
-    assert read_source(tmp_path / "ok.py", 3) == SKIP_TOO_LARGE
-    latin = read_source(tmp_path / "latin.py", 1000)
+    assert read_source(tmp_path, "bin.py", 1000) == SKIP_BINARY
+    assert read_source(tmp_path, "ok.py", 3) == SKIP_TOO_LARGE
+    latin = read_source(tmp_path, "latin.py", 1000)
     assert isinstance(latin, SourceText) and latin.replaced_invalid_utf8 and "\ufffd" in latin.text
-    assert read_source(tmp_path / "missing.py", 1000) == "unreadable"
+    assert read_source(tmp_path, "missing.py", 1000) == "unreadable"
+
+
+def test_symlinks_leading_out_of_the_repository_are_never_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    write_tree(outside, {"passwd.txt": "root:x:0:0:root:/root:/bin/bash\n", "etc/hosts.py": "HOST = 1\n"})
+    write_tree(root, {"src/app.py": "a = 1\n", "lib/util.py": "u = 1\n"})
+    os.symlink(outside / "passwd.txt", root / "passwd.txt")
+    os.symlink(outside / "etc", root / "etc_dir")
+    os.symlink("../../outside/etc/hosts.py", root / "src" / "relative.py")  # relative, still outside
+    os.symlink(outside / "gone.py", root / "dangling_out.py")
+    os.symlink(root / "lib", root / "src" / "lib_link")  # inside: followed
+    os.symlink("app.py", root / "src" / "alias.py")
+    found = discover(root, IndexConfig())
+    assert [f.path for f in found.files] == [
+        "lib/util.py",
+        "src/alias.py",
+        "src/app.py",
+        "src/lib_link/util.py",
+    ]
+    assert found.skipped[SKIP_SYMLINK_OUTSIDE] == 4
+    assert sorted(found.examples[SKIP_SYMLINK_OUTSIDE]) == [
+        "dangling_out.py",
+        "etc_dir",
+        "passwd.txt",
+        "src/relative.py",
+    ]
+
+
+def test_a_file_swapped_for_an_outside_symlink_after_discovery_is_not_read(tmp_path: Path) -> None:
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    write_tree(outside, {"secret.py": "TOKEN = 'outside'\n"})
+    write_tree(root, {"app.py": "a = 1\n", "pkg/mod.py": "m = 1\n"})
+    found = discover(root, IndexConfig())
+    assert [f.path for f in found.files] == ["app.py", "pkg/mod.py"]
+    (root / "app.py").unlink()
+    os.symlink(outside / "secret.py", root / "app.py")
+    shutil.rmtree(root / "pkg")
+    os.symlink(outside, root / "pkg")
+    os.symlink(outside / "secret.py", outside / "mod.py")
+    for path in ("app.py", "pkg/mod.py"):
+        assert read_source(root, path, 1000) == SKIP_SYMLINK_OUTSIDE
+    os.mkfifo(root / "fifo.py")  # swapped for a pipe: not opened for a read that would block
+    assert read_source(root, "fifo.py", 1000) == SKIP_UNREADABLE

@@ -131,6 +131,7 @@ def test_incremental_edit_add_delete_rename(tmp_path: Path, embedder) -> None:
     # Summaries' vectors are keyed by their text alone: only tax.py's new docstring is embedded.
     assert summary.summaries_embedded == 1
     index = open_index(tmp_path, embedder)
+    assert index.lexical.num_docs == index.chunk_count  # the old versions' documents left Tantivy
     assert {h.chunk.path for h in index.search("zero rated goods", mode="bm25", k=3)} >= {"shop/tax.py"}
     assert not index.search("Discounts are percentages", mode="bm25", k=10, where=None) or all(
         h.chunk.path != "docs/guide.md" for h in index.search("Discounts are percentages", k=10)
@@ -439,7 +440,7 @@ def test_corrupt_and_foreign_indexes_fail_clearly(tmp_path: Path, embedder) -> N
     (tmp_path / ".repolm" / "index.sqlite").write_bytes(b"this is not sqlite" * 100)
     for name in ("index.sqlite-wal", "index.sqlite-shm"):
         (tmp_path / ".repolm" / name).unlink(missing_ok=True)
-    with pytest.raises(IndexFormatError, match="not a readable repolm index"):
+    with pytest.raises(IndexFormatError, match=r"is damaged \(file is not a database\); run `repolm index`"):
         open_index(tmp_path, embedder)
 
 

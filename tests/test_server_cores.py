@@ -303,7 +303,10 @@ def test_editor_settings_map_onto_the_config() -> None:
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        ({"repolm": {"completion": {"maxTokens": "many"}}}, "completion_max_tokens must be int"),
+        (
+            {"repolm": {"completion": {"maxTokens": "many"}}},
+            "serve.completion_max_tokens = 'many': must be an integer",
+        ),
         ({"repolm": {"nonsense": 1}}, "unknown setting nonsense"),
         ({"repolm": {"completion": {"nonsense": 1}}}, "unknown setting completion.nonsense"),
         ({"repolm": {"search": 3}}, "setting search must be an object"),

@@ -151,9 +151,7 @@ def test_gate_refuses_a_worse_or_merely_equal_adapter_and_accepts_a_clearly_bett
 
 
 def _fake_adapter(registry: Registry, name: str) -> None:
-    folder = registry.path(name)
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text("{}")
+    (registry.create(name) / "adapter_config.json").write_text("{}")
 
 
 def test_registry_activates_atomically_and_rolls_back(tmp_path):

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repolm.indexer.index_dir import claim_index_dir
+
 ADAPTERS = "adapters"
 ACTIVE_FILE = "ACTIVE"
 ACTIVE_LINK = "active"
@@ -81,6 +83,18 @@ class Registry:
             raise RegistryError(f"{name!r} is not a valid adapter name")
         return self.root / name
 
+    def create(self, name: str) -> Path:
+        """The folder for a new adapter `name`, made (with the registry) in the index folder."""
+        self._make_root()
+        folder = self.path(name)
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def _make_root(self) -> None:
+        # The registry lives in the index folder, which only repolm's own folders may be (ConfigError).
+        claim_index_dir(self.root.parent)
+        self.root.mkdir(exist_ok=True)
+
     def new_name(self, mode: str) -> str:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
         name, serial = f"{mode}-{stamp}", 1
@@ -125,7 +139,7 @@ class Registry:
             return []
 
     def _set_active(self, name: str | None) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         link = self.root / ACTIVE_LINK
         if name:
             tmp = self.root / f".{ACTIVE_LINK}.tmp-{os.getpid()}"
@@ -186,7 +200,7 @@ class Registry:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Held for a whole retrain; a second one fails at once (cron must not pile runs up)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         with open(self.root / LOCK_FILE, "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -99,8 +99,7 @@ def train_adapter(
     if options.max_steps is not None:
         train_config = dataclasses.replace(train_config, max_steps=options.max_steps)
     name = options.name or registry.new_name(options.mode)
-    folder = registry.path(name)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = registry.create(name)
     index = Index.open(root, config)
     try:
         generation = index.generation

@@ -99,6 +99,11 @@ export function statusMarkdown(
     if (skipped && Object.keys(skipped).length > 0) {
       lines.push(`- skipped: ${Object.entries(skipped).map(([why, n]) => `${why} ${n}`).join(', ')}`);
     }
+    // What is broken in the index's stores, each with the command that fixes it.
+    const problems = index.problems as string[] | undefined;
+    if (problems && problems.length > 0) {
+      lines.push('', '**Problems**', '', ...problems.map((problem) => `- ${problem}`));
+    }
   }
   return lines.join('\n') + '\n';
 }
