@@ -14,7 +14,14 @@ import tarfile
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache"
-CORPORA = {"requests": "requests==2.32.3", "django": "Django==5.1.4"}
+CORPORA = {
+    "requests": "requests==2.32.3",
+    "django": "Django==5.1.4",
+    # The RAFT benchmark's repositories: none of them was used to tune a recipe.
+    "httpx": "httpx==0.28.1",
+    "jinja2": "jinja2==3.1.4",
+    "werkzeug": "werkzeug==3.1.3",
+}
 # Benchmarks run the CLI as a user would, and nothing may reach a model hub.
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
 

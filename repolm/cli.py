@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from repolm.config import FUSIONS, SEARCH_MODES, TASKS, Config, ConfigError, load_config
+from repolm.config import FUSIONS, SEARCH_MODES, TASKS, TRAIN_PROFILES, Config, ConfigError, load_config
 
 EXIT_USAGE = 2
 
@@ -141,7 +141,9 @@ def _training_parsers(commands: argparse._SubParsersAction) -> None:
     ):
         sub = commands.add_parser(command, help=help_text)
         sub.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
-        sub.add_argument("--profile", choices=("quick", "full"), help="default: [train] profile (quick)")
+        sub.add_argument(
+            "--profile", choices=TRAIN_PROFILES, help="default: [train] profile (auto: standard on a CPU)"
+        )
         sub.add_argument("--name", default="", help="adapter name (default: MODE-TIMESTAMP)")
         sub.add_argument("--max-steps", type=int, help="override the profile's training steps")
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -151,7 +153,9 @@ def _training_parsers(commands: argparse._SubParsersAction) -> None:
                 "--tasks", nargs="+", choices=TASKS, help="RAFT tasks in the dataset (default: all of them)"
             )
         else:
-            sub.add_argument("--limit", type=int, default=40, help="evaluation targets for the gate")
+            sub.add_argument(
+                "--limit", type=int, help="evaluation targets for the gate (default: the profile's)"
+            )
         sub.set_defaults(run=_train if command == "train" else _retrain)
     adapters = commands.add_parser("adapters", help="list, activate or roll back trained adapters")
     adapters.add_argument("action", choices=("list", "activate", "rollback"))
@@ -216,8 +220,9 @@ def _adapters(args: argparse.Namespace) -> int:
         else:
             for row in registry.listing():
                 mark = "*" if row["active"] else " "
-                em = row["hybrid_exact_match"]
-                print(f"{mark} {row['name']}  {row['mode']}  hybrid EM {em}  {row['created']}")
+                similarity, em = row["hybrid_edit_similarity"], row["hybrid_exact_match"]
+                scores = f"hybrid edit similarity {similarity}, EM {em}"
+                print(f"{mark} {row['name']}  {row['mode']}  {scores}  {row['created']}")
     except RegistryError as error:
         raise CliError(str(error)) from error
     return 0

@@ -21,7 +21,8 @@ CONFIG_FILE = "repolm.toml"
 DEFAULT_INDEX_DIR = ".repolm"
 SEARCH_MODES = ("bm25", "dense", "hybrid")
 FUSIONS = ("rrf", "weighted")
-TRAIN_PROFILES = ("quick", "full")  # the keys of repolm.training.finetune.PROFILES
+# The keys of repolm.training.finetune.PROFILES, and auto: standard on a CPU, full on a GPU.
+TRAIN_PROFILES = ("auto", "quick", "standard", "full")
 TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold
 
 
@@ -174,6 +175,7 @@ class ServeConfig(_Section):
     completion_max_tokens: int = setting(32, low=1)  # single-line completions
     block_max_tokens: int = setting(96, low=1)  # multi-line completions, when the cursor opens a block
     completion_snippets: int = setting(4, low=0)  # retrieved chunks offered to the prompt
+    completion_per_file_cap: int = setting(2, low=0)  # at most this many of them from one file (0: no cap)
     completion_cache_size: int = setting(128, low=0)
     explain_enabled: bool = setting(True)  # the hover adds a model-written explanation to the symbol card
     explain_budget: int = setting(768, low=_MIN_BUDGET)
@@ -202,7 +204,7 @@ class TrainSection(_Section):
 
     name: ClassVar[str] = "train"
 
-    profile: str = setting("quick", choices=TRAIN_PROFILES)
+    profile: str = setting("auto", choices=TRAIN_PROFILES)
     # RAFT's P: share of examples whose prompt holds the oracle documents.
     oracle_probability: float = setting(0.8, low=0, high=1)
     # Distractor documents per example (hard negatives, then one random chunk).

@@ -30,8 +30,6 @@ from repolm.prompt import (
     completion_from_generation,
 )
 
-# Retrieval: a chunk for each snippet slot, with a cap per file so one big module cannot take them all.
-PER_FILE_CAP = 2
 RECENT_LINES = 8  # lines before the cursor whose identifiers make up the query
 STEADY_CANDIDATES = 2  # times the snippet count: how far down the ranking the last snippets may sink
 MAX_QUERY_TERMS = 40

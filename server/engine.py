@@ -28,12 +28,12 @@ from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
 from repolm.training.registry import ACTIVE_LINK, ADAPTERS
 
-from repolm.config import Config
+from repolm.config import Config, ServeConfig
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
 
 from .ask import GraphAnswer, answer, model_planner, model_reasoner, symbol_paths
-from .completion import PER_FILE_CAP, Completer, Completion, CompletionRequest, split_at
+from .completion import Completer, Completion, CompletionRequest, split_at
 from .explain import Explainer, Explanation, resolve_name
 from .workspace import OutsideWorkspaceError, Workspace
 
@@ -45,7 +45,9 @@ ADAPTER_CHECK_SECONDS = 2.0  # how often a request may stat the adapter folder
 QUERY_CACHE_SIZE = 256
 
 
-def code_hits(index: Index, query: str, path: str, limit: int, mode: str | None = None) -> list[Hit]:
+def code_hits(
+    index: Index, query: str, path: str, limit: int, serve: ServeConfig, mode: str | None = None
+) -> list[Hit]:
     """What a completion in `path` retrieves: code chunks (no docs) from other files, a few per file.
 
     The file being edited is left out entirely: its buffer goes to the prompt whole, and the index may
@@ -53,7 +55,8 @@ def code_hits(index: Index, query: str, path: str, limit: int, mode: str | None 
     calls this too, so that it scores exactly the request users get.
     """
     where = SearchFilter(exclude_paths=frozenset({path}))
-    hits = index.search(query, mode=mode, k=limit * 2, where=where, per_file_cap=PER_FILE_CAP)
+    cap = serve.completion_per_file_cap
+    hits = index.search(query, mode=mode, k=limit * 2, where=where, per_file_cap=cap)
     return [hit for hit in hits if hit.chunk.language not in DOC_LANGUAGES][:limit]
 
 
@@ -291,7 +294,8 @@ class Engine:
                 if index is None:
                     return []
                 with self._index_lock:
-                    return [Document.from_chunk(hit.chunk) for hit in code_hits(index, query, path, k)]
+                    hits = code_hits(index, query, path, k, self.config.serve)
+                    return [Document.from_chunk(hit.chunk) for hit in hits]
         except NoIndexError:
             return []
 

@@ -291,7 +291,7 @@ def test_repolm_eval_end_to_end(tmp_path: Path, capsys) -> None:
         assert summary["empty"] == sum(not prediction.strip() for prediction in predictions)
     assert set(base["arms"]["hybrid"]["retrieval"]) == {"n", "acc@1", "acc@5", "mrr"}
     assert base["arms"]["in_file"]["retrieval"] is None
-    assert result["gate"] == {"base": base["arms"]["hybrid"]["exact_match"]["mean"]}
+    assert result["gate"] == {"base": base["arms"]["hybrid"]["edit_similarity"]["mean"]}
     arms_of = [record["models"]["base"] for record in result["records"]]
     for score, stats in base["hybrid_minus_in_file"].items():  # paired: target by target
         differences = [arms["hybrid"][score] - arms["in_file"][score] for arms in arms_of]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -10,23 +11,19 @@ from typing import ClassVar
 
 import pytest
 from raft_fixture import HELD_OUT_FILE, TRAINING_FILES, write_fixture_repo
+from repolm.server.completion import Completer, CompletionRequest
 from repolm.training.eval_split import is_held_out
 from repolm.training.raft_dataset import RaftConfig, build_dataset, read_jsonl, write_jsonl
 from repolm.training.raft_explain import ANSWER, quoted_spans
 from repolm.training.teacher import Teacher
 
-from repolm.config import load_config
+from repolm.config import ServeConfig, load_config
+from repolm.model import load_model
 from repolm.prompt import Document, PromptRequest, build_prompt
 
 P = 0.8
-CONFIG = RaftConfig(
-    oracle_probability=P,
-    completion_examples=100,
-    explain_examples=30,
-    plan_examples=20,
-    completion_budget=384,
-    explain_budget=384,
-)
+CONFIG = RaftConfig(oracle_probability=P, completion_examples=100, explain_examples=30, plan_examples=20)
+SERVE = ServeConfig(completion_budget=384, explain_budget=384)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +39,7 @@ def built(tmp_path_factory, embedder):
     update_index(root, config, embedder=embedder)
     index = Index.open(root, config, embedder)
     tokenizer = AutoTokenizer.from_pretrained(ensure_converted(), local_files_only=True)
-    examples, stats = build_dataset(index, tokenizer, CONFIG)
+    examples, stats = build_dataset(index, tokenizer, CONFIG, SERVE)
     yield index, tokenizer, examples, stats, root
     index.close()
 
@@ -112,9 +109,33 @@ def test_prompts_are_the_serving_prompts(built):
             for d in example.documents
         ]
         request = PromptRequest("complete", documents, prefix=example.prefix, path=example.path)
-        prompt = build_prompt(request, tokenizer, CONFIG.completion_budget)
+        prompt = build_prompt(request, tokenizer, SERVE.completion_budget)
         assert prompt.text == example.prompt
         assert example.completion.startswith(prompt.healed + example.answer + "\n")
+
+
+def test_the_server_sends_the_training_prompt_byte_for_byte(built):
+    """train = serve end to end: at an example's cursor, with the example's documents retrieved, the real
+    completer (redaction, query, snippet fitting, budget and all) hands the model the example's prompt."""
+    _, _, examples, _, root = built
+    model = load_model(device="cpu")
+    serve = dataclasses.replace(SERVE, completion_max_tokens=1, completion_cache_size=0)
+    checked = 0
+    for example in [e for e in examples if e.task == "complete" and e.documents][:12]:
+        documents = [
+            Document(d["path"], d["start_line"], d["end_line"], d["text"], d["symbol"])
+            for d in example.documents
+        ]
+        completer = Completer(model, serve, lambda query, path, k, found=documents: found[:k])
+        text = (root / example.path).read_text()
+        column = len(example.prefix.rsplit("\n", 1)[-1])
+        completer.complete(CompletionRequest(example.path, text, example.line - 1, column))
+        expected = model.tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+        served = model._prompt_caches.entries[-1].ids[: len(expected)]
+        assert served == expected, (example.path, example.line)
+        assert model.tokenizer.decode(served) == example.prompt
+        checked += 1
+    assert checked >= 10
 
 
 def test_completions_end_on_the_newline_token_the_file_has(built):

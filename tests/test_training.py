@@ -19,7 +19,7 @@ from repolm.training.raft_dataset import RaftConfig, build_dataset, write_jsonl
 from repolm.training.registry import BusyError, Manifest, Registry, RegistryError
 from repolm.training.retrain import EXIT_BUSY, TrainOptions, retrain
 
-from repolm.config import load_config
+from repolm.config import ServeConfig, load_config
 
 TINY = TrainConfig(
     max_steps=2,
@@ -48,10 +48,10 @@ def dataset(tmp_path_factory, embedder) -> tuple[Path, Path]:
     update_index(root, config, embedder=embedder)
     index = Index.open(root, config, embedder)
     tokenizer = AutoTokenizer.from_pretrained(ensure_converted(), local_files_only=True)
-    small = RaftConfig(
-        completion_examples=12, explain_examples=4, plan_examples=4, completion_budget=128, explain_budget=192
+    small = RaftConfig(completion_examples=12, explain_examples=4, plan_examples=4)
+    examples, _ = build_dataset(
+        index, tokenizer, small, ServeConfig(completion_budget=128, explain_budget=192)
     )
-    examples, _ = build_dataset(index, tokenizer, small)
     index.close()
     path = root / "raft.jsonl"
     write_jsonl(examples, path)
@@ -122,14 +122,19 @@ def test_training_resumes_from_its_checkpoint_after_a_kill(dataset, tmp_path):
     assert result["steps"] == 3
 
 
-def _evaluation(candidate: list[float], incumbent: list[float]) -> dict:
+def _evaluation(candidate: list[float], incumbent: list[float], guard: float = 0.0) -> dict:
+    """An evaluation JSON whose per-target edit similarities are given; identifier F1 moves with them
+    (shifted by `guard` for the candidate), exact match is 0 throughout."""
     from repolm.training.metrics import bootstrap
 
+    def scores(value: float, shift: float = 0.0) -> dict[str, float]:
+        return {"edit_similarity": value, "identifier_f1": value + shift, "exact_match": 0.0}
+
     def arm(values: list[float]) -> dict:
-        return {"hybrid": {"n": len(values), "exact_match": bootstrap(values).to_json()}}
+        return {"hybrid": {"n": len(values), "edit_similarity": bootstrap(values).to_json()}}
 
     records = [
-        {"models": {"new": {"hybrid": {"exact_match": c}}, "old": {"hybrid": {"exact_match": i}}}}
+        {"models": {"new": {"hybrid": scores(c, guard)}, "old": {"hybrid": scores(i)}}}
         for c, i in zip(candidate, incumbent, strict=True)
     ]
     return {
@@ -138,16 +143,24 @@ def _evaluation(candidate: list[float], incumbent: list[float]) -> dict:
     }
 
 
-def test_gate_refuses_a_worse_or_merely_equal_adapter_and_accepts_a_clearly_better_one():
-    worse = decide(_evaluation([0.0] * 30 + [1.0] * 10, [0.0] * 20 + [1.0] * 20), "new", "old")
+def test_gate_decides_on_paired_edit_similarity_with_an_identifier_guard():
+    old = [0.3, 0.5, 0.4, 0.6] * 10
+    worse = decide(_evaluation([v - 0.1 for v in old], old), "new", "old")
     assert not worse.promote and worse.difference < 0 and "not promoted" in worse.reason
-    noisy = decide(_evaluation([1.0, 0.0] * 20, [0.0, 1.0] * 20), "new", "old")
-    assert not noisy.promote
-    better = decide(_evaluation([1.0] * 30 + [0.0] * 10, [0.0] * 30 + [1.0] * 10), "new", "old")
+    noisy = decide(_evaluation([v + (0.1 if i % 2 else -0.1) for i, v in enumerate(old)], old), "new", "old")
+    assert not noisy.promote and noisy.ci_low < 0 < noisy.ci_high
+    # Better on every target by a little: unpaired intervals would overlap, the paired one does not.
+    better = decide(_evaluation([v + 0.03 for v in old], old), "new", "old")
     assert better.promote and better.ci_low > 0 and better.method == "paired_bootstrap"
-    unpaired = _evaluation([1.0] * 30 + [0.0] * 10, [0.0] * 30 + [1.0] * 10)
+    assert better.metric == "edit_similarity" and "decided on edit similarity" in better.reason
+    assert better.differences["exact_match"]["mean"] == 0.0 and "exact match" in better.reason
+    # The same gain in edit similarity, but naming the wrong things: refused.
+    misnamed = decide(_evaluation([v + 0.03 for v in old], old, guard=-0.3), "new", "old")
+    assert not misnamed.promote and "identifier f1" in misnamed.reason and "worse" in misnamed.reason
+    unpaired = _evaluation([v + 0.3 for v in old], old)
     del unpaired["records"]
-    assert decide(unpaired, "new", "old").method == "ci_vs_mean"
+    fallback = decide(unpaired, "new", "old")
+    assert fallback.method == "ci_vs_mean" and fallback.promote
 
 
 def _fake_adapter(registry: Registry, name: str) -> None:

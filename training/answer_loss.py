@@ -31,21 +31,19 @@ class AnswerCollator:
     pad_token_id: int
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rows as trl prepares them: `input_ids`, and `labels` with IGNORED where no loss is taken."""
         width = max(len(row["input_ids"]) for row in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORED, dtype=torch.long)
         scored = 1
         for i, row in enumerate(rows):
-            tokens, answer = row["input_ids"], row["completion_mask"]
-            start = width - len(tokens)
-            ids[i, start:] = torch.tensor(tokens)
+            start = width - len(row["input_ids"])
+            ids[i, start:] = torch.tensor(row["input_ids"])
             mask[i, start:] = 1
-            labels[i, start:] = torch.tensor(
-                [t if a else IGNORED for t, a in zip(tokens, answer, strict=True)]
-            )
-            first = answer.index(1) if 1 in answer else len(tokens)
-            scored = max(scored, len(tokens) - first)
+            labels[i, start:] = torch.tensor(row["labels"])
+            first = next((at for at, label in enumerate(row["labels"]) if label != IGNORED), width - start)
+            scored = max(scored, width - start - first)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return {
             "input_ids": ids,

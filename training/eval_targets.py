@@ -73,6 +73,7 @@ class Target:
             "kind": self.kind,
             "expected": self.expected,
             "symbols": list(self.symbols),
+            "oracle_chunks": len(self.oracle_chunks),
         }
 
 

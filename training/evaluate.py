@@ -28,7 +28,7 @@ from repolm.indexer.builder import update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index
-from repolm.server.completion import PER_FILE_CAP, Completer, CompletionRequest
+from repolm.server.completion import Completer, CompletionRequest
 from repolm.server.engine import code_hits
 
 from repolm.config import Config, ServeConfig
@@ -40,6 +40,7 @@ from .eval_explain import evaluate_explanations
 from .eval_graph import evaluate_graph
 from .eval_split import EvalSplit, git_commit
 from .eval_targets import Target, cursor_prefix, editor_position, read_redacted, sample_targets
+from .gate import GATE_ARM, GATE_METRIC
 
 SCHEMA_VERSION = 1
 ARMS = ("in_file", "bm25", "dense", "hybrid", "oracle")
@@ -78,14 +79,15 @@ class Outcome:
 class IndexSearch:
     """`Completer`'s search for one retrieval mode; remembers the last ranking for acc@k and MRR."""
 
-    def __init__(self, index: Index, mode: str) -> None:
+    def __init__(self, index: Index, mode: str, serve: ServeConfig) -> None:
         self.index = index
         self.mode = mode
+        self.serve = serve
         self.ranking: list[int] = []
 
     def __call__(self, query: str, path: str, k: int) -> list[Document]:
         # The server's own request, only deeper so that the ranking can be scored.
-        code = code_hits(self.index, query, path, max(k, RANKED), self.mode)
+        code = code_hits(self.index, query, path, max(k, RANKED), self.serve, self.mode)
         self.ranking = [hit.chunk_id for hit in code[:RANKED]]
         return [Document.from_chunk(hit.chunk) for hit in code[:k]]
 
@@ -234,7 +236,7 @@ def evaluate(
         arms: dict[str, dict] = {}
         outcomes_by_arm: dict[str, list[Outcome]] = {}
         for arm in options.arms:
-            search = _search_for(arm, index)
+            search = _search_for(arm, index, serve)
             completer = Completer(model, serve, search)
             outcomes = run_arm(completer, model, targets, texts, oracle_docs, search, tick)
             outcomes_by_arm[arm] = outcomes
@@ -276,7 +278,7 @@ def evaluate(
             "completion_budget": serve.completion_budget,
             "completion_snippets": serve.completion_snippets,
             "completion_max_tokens": serve.completion_max_tokens,
-            "per_file_cap": PER_FILE_CAP,
+            "per_file_cap": serve.completion_per_file_cap,
             "search": dataclasses.asdict(config.search),
         },
         "targets": {
@@ -285,7 +287,7 @@ def evaluate(
             "with_oracle": sum(bool(t.oracle_chunks) for t in targets),
         },
         "models": results,
-        "gate": {name: _em(result["arms"], "hybrid") for name, result in results.items()},
+        "gate": {name: _gate_mean(result["arms"]) for name, result in results.items()},
         "records": records,
     }
 
@@ -298,14 +300,19 @@ def gap_closure(arms: dict[str, dict]) -> float | None:
     return round((hybrid - in_file) / (oracle - in_file), 4)
 
 
-def _search_for(arm: str, index: Index) -> IndexSearch | OracleSearch | None:
+def _search_for(arm: str, index: Index, serve: ServeConfig) -> IndexSearch | OracleSearch | None:
     if arm in RETRIEVAL_ARMS:
-        return IndexSearch(index, arm)
+        return IndexSearch(index, arm, serve)
     if arm == "oracle":
         return OracleSearch()
     if arm == "in_file":
         return None
     raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+
+
+def _gate_mean(arms: dict[str, dict]) -> float | None:
+    """The gate metric's mean in the gate arm (training/gate.py), what the retrain gate compares."""
+    return arms[GATE_ARM][GATE_METRIC]["mean"] if GATE_ARM in arms else None
 
 
 def _em(arms: dict[str, dict], arm: str) -> float | None:

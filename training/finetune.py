@@ -2,16 +2,17 @@
 
 The RAFT dataset's rows hold the exact prompt text `build_prompt` produced and the completion to append
 (`prompt.healed` + answer). They are tokenized here the way the server tokenizes (no special tokens
-added), the prompt's ids first and the completion's after them, with a `completion_mask` so that trl's
-`completion_only_loss` sets every prompt label to -100.
+added), the prompt's ids first and the completion's after them, with a `completion_mask` marking the
+completion: only its tokens are scored.
 
 The plain-LoRA control trains on the training split's files as plain next-token text, without retrieved
 context: the usual domain fine-tuning that the evaluation compares RAFT against.
 
-CPU: fp32, no packing. GPU: bf16, gradient checkpointing, packing, 4-bit base when bitsandbytes is
-installed. Several GPUs: run this module under `accelerate launch` (see docs/RAFT_DATASET.md). An
-interrupted run resumes from its last checkpoint; the loss curve lands in the adapter folder as
-`loss_curve.json` and `loss_curve.png`.
+Throughput: bf16 autocast wherever the hardware computes in bf16 (GPUs, and CPUs with AVX512-BF16 or
+AMX), batches of rows of similar length, and logits only where the loss is taken (`answer_loss.py`).
+GPU: gradient checkpointing and a 4-bit base when bitsandbytes is installed. Several GPUs: run this
+module under `accelerate launch` (see docs/RAFT_DATASET.md). An interrupted run resumes from its last
+checkpoint; the loss curve lands in the adapter folder as `loss_curve.json` and `loss_curve.png`.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class TrainConfig:
     save_steps: int = 50
     logging_steps: int = 5
     seed: int = 0
-    gpu_packing: bool = True  # GPU only: packed sequences, no padding
+    precision: str = "auto"  # auto (bf16 where the hardware has it, else fp32) | bf16 | fp32
     gradient_checkpointing: bool = True  # GPU only: memory for longer sequences
     load_in_4bit: bool = True  # GPU only, and only when bitsandbytes is installed
     progress: bool = True  # tqdm bars
@@ -75,29 +76,32 @@ class TrainConfig:
 class Profile:
     raft: RaftConfig
     train: TrainConfig
+    eval_limit: int  # held-out completion targets the retrain gate scores
 
 
-# quick: minutes on a 2-core CPU (the README's main job and CI); full: real use, ideally on a GPU.
+# quick: minutes on a 2-core CPU (CI, a first look); standard: what a nightly `repolm retrain` runs on a
+# CPU, at most 45 minutes of training on 2 cores (docs/PERFORMANCE.md); full: a GPU.
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        RaftConfig(
-            completion_examples=160,
-            explain_examples=40,
-            plan_examples=40,
-            completion_budget=384,
-            explain_budget=384,
-        ),
-        TrainConfig(
-            max_steps=40, batch_size=4, gradient_accumulation=1, max_length=512, lora_r=8, save_steps=20
-        ),
+        RaftConfig(completion_examples=160, explain_examples=40, plan_examples=40),
+        TrainConfig(max_steps=40, batch_size=4, gradient_accumulation=1, lora_r=8, save_steps=20),
+        eval_limit=40,
     ),
-    "full": Profile(RaftConfig(), TrainConfig()),
+    "standard": Profile(
+        RaftConfig(completion_examples=1200, explain_examples=100, plan_examples=100),
+        TrainConfig(max_steps=160, batch_size=4, gradient_accumulation=1, save_steps=40),
+        eval_limit=150,
+    ),
+    "full": Profile(RaftConfig(), TrainConfig(), eval_limit=300),
 }
 
 
 def profile(name: str) -> Profile:
+    """A profile by name; `auto` is `full` where a GPU is present, else `standard`."""
+    if name == "auto":
+        name = "full" if _has_cuda() else "standard"
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+        raise ValueError(f"unknown profile {name!r}; choose from auto, {', '.join(PROFILES)}")
     return PROFILES[name]
 
 
@@ -114,6 +118,7 @@ class TrainResult:
     rows: int
     dropped_rows: int  # longer than max_length
     device: str
+    precision: str  # what the run computed in: bf16 (autocast) or fp32
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -176,6 +181,22 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def uses_bf16(precision: str) -> bool:
+    """Whether training computes in bf16: asked for, or `auto` on hardware with bf16 arithmetic (where
+    fp32 would waste it; elsewhere bf16 would only be emulated)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if _has_cuda():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(
+        getattr(cpu, check, lambda: False)()
+        for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+
+
 def _load_base(config: TrainConfig) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -204,6 +225,7 @@ def _sft_config(config: TrainConfig, checkpoints: Path) -> Any:
     from trl import SFTConfig
 
     gpu = _has_cuda()
+    bf16 = uses_bf16(config.precision)
     return SFTConfig(
         output_dir=str(checkpoints),
         max_steps=config.max_steps,
@@ -219,8 +241,9 @@ def _sft_config(config: TrainConfig, checkpoints: Path) -> Any:
         report_to=[],
         max_length=config.max_length,
         completion_only_loss=True,
-        packing=gpu and config.gpu_packing,
-        bf16=gpu,
+        # Rows of similar length share a batch: little padding, without packing's cross-row attention.
+        train_sampling_strategy="group_by_length",
+        bf16=bf16,
         use_cpu=not gpu,
         gradient_checkpointing=gpu and config.gradient_checkpointing,
         include_num_input_tokens_seen="non_padding",
@@ -243,7 +266,8 @@ def train_rows(
     """
     from datasets import Dataset
     from peft import LoraConfig
-    from trl import SFTTrainer
+
+    from .answer_loss import AnswerCollator, AnswerLossTrainer
 
     if not rows:
         raise ValueError("no training rows: the dataset is empty or every row is longer than max_length")
@@ -257,12 +281,13 @@ def train_rows(
         target_modules=list(config.target_modules),
         task_type="CAUSAL_LM",
     )
-    trainer = SFTTrainer(
+    trainer = AnswerLossTrainer(
         model=model,
         args=_sft_config(config, checkpoints),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=lora,
+        data_collator=AnswerCollator(tokenizer.pad_token_id),
     )
     start_from = last_checkpoint(checkpoints) if resume else None
     resumed_step = int(start_from.name.split("-")[-1]) if start_from else 0
@@ -286,6 +311,7 @@ def train_rows(
         rows=len(rows),
         dropped_rows=dropped,
         device="cuda" if _has_cuda() else "cpu",
+        precision="bf16" if uses_bf16(config.precision) else "fp32",
         config=dataclasses.asdict(config),
     )
     (adapter_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -342,12 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a RAFT LoRA adapter from a dataset JSONL.")
     parser.add_argument("--dataset", type=Path, required=True, help="RAFT dataset (JSONL)")
     parser.add_argument("--output", type=Path, required=True, help="adapter folder")
-    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="auto", choices=("auto", *PROFILES))
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--save-steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--base", help="a local Hugging Face model folder (default: the embedded model)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="default: auto")
     parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     args = parser.parse_args(argv)
     overrides = {
@@ -356,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "max_length": args.max_length,
         "base": args.base,
+        "precision": args.precision,
     }
     config = dataclasses.replace(
         profile(args.profile).train, **{k: v for k, v in overrides.items() if v is not None}

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES, Chunk
 from repolm.indexer.retrieval import Index, SearchFilter
-from repolm.server.completion import PER_FILE_CAP, retrieval_query
+from repolm.server.completion import retrieval_query
 
+from repolm.config import ServeConfig
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_split import DEFAULT_FRACTION, is_held_out
@@ -61,7 +63,8 @@ _TOKEN_END = re.compile(r"\w+|[^\w\s]")
 
 @dataclass(frozen=True)
 class RaftConfig:
-    """How the dataset is built. The defaults are RAFT's (P = 0.8) and the server's prompt budgets."""
+    """How the dataset is built. The defaults are RAFT's (P = 0.8); prompts are laid out by the serving
+    settings (`ServeConfig`: budgets, snippet count and cap), exactly as the server lays them out."""
 
     oracle_probability: float = 0.8  # P: examples whose prompt holds the oracle documents
     distractors: int = 3  # per example: (distractors - 1) hard negatives, then one random chunk
@@ -71,8 +74,7 @@ class RaftConfig:
     no_oracle_share: float = 0.25  # completion targets using no repository symbol, relative to the rest
     mid_line_share: float = 0.3  # cursors inside the line rather than at its first character
     block_share: float = 0.15  # targets on the first line of a block whose answer is the whole block
-    completion_budget: int = 768  # prompt tokens, as ServeConfig.completion_budget
-    explain_budget: int = 768  # as ServeConfig.explain_budget
+    answer_lines: int = 1  # lines an answer runs to from its cursor (within the definition)
     eval_fraction: float = DEFAULT_FRACTION  # the evaluation split's held-out share (never trained on)
     seed: int = 0
 
@@ -93,8 +95,9 @@ class Example:
     completion: str  # what training appends after the prompt's tokens: prompt.healed + answer (+ end)
     prefix: str = ""  # complete: the code before the cursor that the prompt kept
     question: str = ""  # explain, plan
-    kind: str = ""  # complete: line | mid_line | block; explain: what | returns | arguments | used; plan: the
+    # complete: line | name | mid_line | block; explain: what | returns | arguments | used; plan: the
     # question kind (callers | callees | implementers | overrides | documented | tests | raises)
+    kind: str = ""
     abstain: bool = False  # explain: the answer says the sources do not contain it
     quotes: list[str] = field(default_factory=list)  # explain: verbatim quoted spans
 
@@ -147,9 +150,10 @@ class BatchedQueries:
 class TrainingSplit:
     """The index seen through the training split: what may be a target and what may be a document."""
 
-    def __init__(self, index: Index, config: RaftConfig) -> None:
+    def __init__(self, index: Index, config: RaftConfig, serve: ServeConfig | None = None) -> None:
         self.index = index
         self.config = config
+        self.serve = serve or ServeConfig()
         self.languages = code_files(index)
         self.files = [p for p in self.languages if not is_held_out(p, config.eval_fraction)]
         self.held_out = frozenset(p for p in self.languages if is_held_out(p, config.eval_fraction))
@@ -182,7 +186,8 @@ class TrainingSplit:
     def search(self, query: str, exclude: frozenset[str], k: int) -> list[Chunk]:
         """The hybrid retriever's top code chunks, never from the evaluation files or `exclude`."""
         where = SearchFilter(exclude_paths=exclude | self.held_out)
-        hits = self.index.search(query, mode="hybrid", k=k, where=where, per_file_cap=PER_FILE_CAP)
+        cap = self.serve.completion_per_file_cap
+        hits = self.index.search(query, mode="hybrid", k=k, where=where, per_file_cap=cap)
         return [h.chunk for h in hits if h.chunk.language not in DOC_LANGUAGES and self.allows(h.chunk.path)]
 
     def chunk(self, chunk_id: int) -> Chunk | None:
@@ -241,22 +246,37 @@ def arrange(
     return documents
 
 
+def _without_last_distractor(documents: list[tuple[Document, bool]]) -> list[tuple[Document, bool]] | None:
+    distractors = [i for i, (_, oracle) in enumerate(documents) if not oracle]
+    if not distractors:
+        return None
+    return documents[: distractors[-1]] + documents[distractors[-1] + 1 :]
+
+
 def fit_keeping_oracles(
-    documents: list[tuple[Document, bool]], build: Callable[[list[Document]], Prompt]
+    documents: list[tuple[Document, bool]],
+    build: Callable[[list[Document]], Prompt],
+    offered: int | None = None,
 ) -> tuple[Prompt, list[tuple[Document, bool]]]:
-    """The prompt for `documents`; when the budget would drop an oracle, distractors go instead.
+    """The prompt for `documents`, at most `offered` of them (as many as the server offers a prompt);
+    where there are more, or the budget would drop an oracle, distractors go instead.
 
     Without this a shuffled oracle placed late is cut by the budget more often than a distractor, and
     the realised oracle share falls well below P.
     """
+    while offered is not None and len(documents) > offered:
+        fewer = _without_last_distractor(documents)
+        if fewer is None:
+            break
+        documents = fewer
     while True:
         prompt = build([d for d, _ in documents])
         kept = {(d.path, d.start_line) for d in prompt.documents}
         lost = any(oracle and (d.path, d.start_line) not in kept for d, oracle in documents)
-        distractors = [i for i, (_, oracle) in enumerate(documents) if not oracle]
-        if not lost or not distractors:
+        fewer = _without_last_distractor(documents) if lost else None
+        if fewer is None:
             return prompt, documents
-        documents = documents[: distractors[-1]] + documents[distractors[-1] + 1 :]
+        documents = fewer
 
 
 def prompted(documents: Sequence[tuple[Document, bool]], prompt: Prompt) -> list[dict[str, Any]]:
@@ -274,7 +294,7 @@ class Cursor:
     path: str
     line: int  # 1-based
     column: int  # 0-based cursor column in the line
-    kind: str  # line | mid_line | block
+    kind: str  # line | name | mid_line | block
     answer: str  # the text after the cursor that the model must produce
     end_line: int  # last line of the answer
     symbols: tuple[str, ...]
@@ -299,10 +319,42 @@ def _block_answer(lines: list[str], number: int, column: int) -> tuple[str, int]
     return "\n".join(taken), last
 
 
+def _rest_of_definition(lines: list[str], number: int, column: int, end: int, count: int) -> tuple[str, int]:
+    """The answer from the cursor: the rest of its line and up to `count - 1` lines after it, within the
+    definition (which ends at line `end`), trailing blank lines left out."""
+    taken = [lines[number - 1][column:].rstrip()]
+    last = number
+    for following in range(number + 1, min(end, number + count - 1) + 1):
+        taken.append(lines[following - 1].rstrip())
+        last = following
+    while len(taken) > 1 and not taken[-1].strip():
+        taken.pop()
+        last -= 1
+    return "\n".join(taken), last
+
+
+def _name_columns(content: str, column: int, symbols: Sequence[Symbol]) -> list[int]:
+    """Columns after `column` where a used symbol's name starts (`utils.|get_auth(`): where the model has
+    to write a name only the oracle defines."""
+    found: set[int] = set()
+    for symbol in symbols:
+        match = re.compile(rf"(?<!\w){re.escape(symbol.name)}(?!\w)").search(content, column + 1)
+        if match:
+            found.add(match.start())
+    return sorted(found)
+
+
 def _cursors_in_file(
     split: TrainingSplit, path: str, text: str, rng: random.Random
 ) -> tuple[list[Cursor], list[Cursor]]:
-    """Candidate cursors of one file: (using repository symbols, using none)."""
+    """Candidate cursors of one file: (using repository symbols, using none).
+
+    A line using repository symbols offers several cut points: its first character, as the evaluation
+    cuts, and the start of each used name on it, where the model must write what only the oracle shows.
+    Any other line offers one: its first character, a random place inside it, or (after a line ending in
+    `:`) the whole new block, as the server completes one.
+    """
+    config = split.config
     language = split.languages[path]
     try:
         facts = analyze_file(split.index, path, language, text)
@@ -314,41 +366,41 @@ def _cursors_in_file(
     without: list[Cursor] = []
     for number in sorted(eligible_lines(language, text)):
         content = lines[number - 1]
-        stripped = content.strip()
-        if split.held_out_lines[stripped]:
+        if split.held_out_lines[content.strip()]:
             continue
-        if not any(s.start_line < number <= s.end_line for s in inside):
+        ends = [s.end_line for s in inside if s.start_line < number <= s.end_line]
+        if not ends:
             continue  # the cut point is inside a definition's body
+        definition_end = min(ends)
         column = len(content) - len(content.lstrip())
-        kind, answer, last = "line", content[column:].rstrip(), number
-        # The server completes a block when the cursor's line follows one ending in ":" (opens_block).
-        previous = lines[number - 2] if number > 1 else ""
-        roll = rng.random()
-        if previous.rstrip().endswith(":") and roll < split.config.block_share:
-            kind = "block"
-            answer, last = _block_answer(lines, number, column)
-        elif roll < split.config.block_share + split.config.mid_line_share:
-            ends = [m.end() for m in _TOKEN_END.finditer(answer)][:-1]
-            if ends:
-                cut = rng.choice(ends)
-                kind, column, answer = "mid_line", column + cut, answer[cut:]
-        if not answer.strip():
-            continue
         symbols = facts.uses.get(number, [])
         chunks = [c for s in symbols for c in oracle_chunk_ids(split.index, s)]
         oracles = tuple(c for c in dict.fromkeys(chunks) if split.allows(split.index._spans[c].path))
-        cursor = Cursor(
-            path,
-            number,
-            column,
-            kind,
-            answer,
-            last,
-            tuple(s.qualname for s in symbols),
-            oracles[:MAX_ORACLES],
-            tuple((s.path, s.name_line) for s in symbols),
-        )
-        (with_oracle if cursor.oracle_chunks else without).append(cursor)
+        oracles = oracles[:MAX_ORACLES]
+        used = (tuple(s.qualname for s in symbols), oracles, tuple((s.path, s.name_line) for s in symbols))
+        places: list[tuple[str, int]] = []  # (kind, column) of the line's cursors
+        answers: dict[int, tuple[str, int]] = {}  # column -> (answer, its last line), when not the rest
+        if oracles:
+            places = [("line", column)] + [("name", at) for at in _name_columns(content, column, symbols)]
+        else:
+            # The server completes a block when the cursor's line follows one ending in ":" (opens_block).
+            previous = lines[number - 2] if number > 1 else ""
+            roll = rng.random()
+            cuts = [m.end() for m in _TOKEN_END.finditer(content, column)][:-1]
+            if previous.rstrip().endswith(":") and roll < config.block_share:
+                places = [("block", column)]
+                answers[column] = _block_answer(lines, number, column)
+            elif roll < config.block_share + config.mid_line_share and cuts:
+                places = [("mid_line", rng.choice(cuts))]
+            else:
+                places = [("line", column)]
+        for kind, at in places:
+            answer, last = answers.get(at) or _rest_of_definition(
+                lines, number, at, definition_end, config.answer_lines
+            )
+            if answer.strip():
+                found = with_oracle if oracles else without
+                found.append(Cursor(path, number, at, kind, answer, last, *used))
     return with_oracle, without
 
 
@@ -422,10 +474,10 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
 
     def build(chosen: list[Document]) -> Prompt:
         request = PromptRequest("complete", chosen, prefix=prefix, path=cursor.path)
-        return build_prompt(request, tokenizer, config.completion_budget)
+        return build_prompt(request, tokenizer, split.serve.completion_budget)
 
     try:
-        prompt, documents = fit_keeping_oracles(documents, build)
+        prompt, documents = fit_keeping_oracles(documents, build, split.serve.completion_snippets)
     except ValueError:
         return None
     kept_prefix = prompt.text[prompt.prefix_start :] + prompt.healed
@@ -495,14 +547,16 @@ def build_dataset(
     index: Index,
     tokenizer: Any,
     config: RaftConfig | None = None,
+    serve: ServeConfig | None = None,
     teacher: Teacher | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[Example], DatasetStats]:
-    """Every example of the dataset (deduplicated, in a stable order) and its statistics."""
+    """Every example of the dataset (deduplicated, in a stable order) and its statistics; prompts are laid
+    out by `serve`'s settings, as the server lays them out."""
     started = time.perf_counter()
     config = config or RaftConfig()
     report = progress or (lambda stage, done, total: None)
-    with TrainingSplit(index, config) as split:
+    with TrainingSplit(index, config, serve) as split:
         stats = DatasetStats(training_files=len(split.files), held_out_files=len(split.held_out))
         examples: list[Example] = []
         cursors = completion_cursors(split, report)

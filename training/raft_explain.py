@@ -288,7 +288,7 @@ def explain_examples(
 
         def build(chosen: list[Document], question: Question = question) -> Prompt:
             request = PromptRequest("explain", chosen, question=question.text)
-            return build_prompt(request, tokenizer, config.explain_budget)
+            return build_prompt(request, tokenizer, split.serve.explain_budget)
 
         try:
             prompt, documents = fit_keeping_oracles(documents, build)

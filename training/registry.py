@@ -183,6 +183,7 @@ class Registry:
         rows = []
         for name in self.names():
             manifest = self.manifest(name)
+            metrics = manifest.get("eval_metrics", {})
             rows.append(
                 {
                     "name": name,
@@ -190,7 +191,8 @@ class Registry:
                     "mode": manifest.get("mode"),
                     "created": manifest.get("created"),
                     "index_generation": manifest.get("index_generation"),
-                    "hybrid_exact_match": manifest.get("eval_metrics", {}).get("hybrid_exact_match"),
+                    "hybrid_edit_similarity": metrics.get("hybrid_edit_similarity"),
+                    "hybrid_exact_match": metrics.get("hybrid_exact_match"),
                     "promoted": manifest.get("gate", {}).get("promote"),
                     "path": str(self.path(name)),
                 }

@@ -25,7 +25,7 @@ from repolm.config import TASKS, Config
 from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
-from .evaluate import BASE_MODEL, EvalOptions, adapter_loader, evaluate
+from .evaluate import BASE_MODEL, SCORES, EvalOptions, adapter_loader, evaluate
 from .finetune import Profile, TrainResult, profile, train_plain, train_raft
 from .gate import GATE_ARM, GateDecision, decide
 from .raft_dataset import RaftConfig, TrainingSplit, build_dataset, format_stats, write_jsonl
@@ -47,11 +47,11 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainOptions:
-    profile: str = "quick"
+    profile: str = "auto"
     mode: str = "raft"  # raft | plain (the control)
     name: str = ""  # default: <mode>-<UTC timestamp>
     max_steps: int | None = None  # overrides the profile
-    eval_limit: int = 40  # completion targets the gate is measured on
+    eval_limit: int | None = None  # completion targets the gate is measured on (default: the profile's)
     eval_arms: tuple[str, ...] = ("in_file", GATE_ARM)
 
 
@@ -82,7 +82,7 @@ def configured_profile(config: Config, name: str) -> Profile:
         **{f"{task}_examples": 0 for task in TASKS if task not in settings.tasks},
     )
     train = dataclasses.replace(chosen.train, base=config.serve.model or None, seed=settings.seed)
-    return Profile(raft, train)
+    return dataclasses.replace(chosen, raft=raft, train=train)
 
 
 def train_adapter(
@@ -105,7 +105,7 @@ def train_adapter(
         generation = index.generation
         if options.mode == "plain":
             # The control sees exactly the files RAFT may use, as plain text.
-            files = TrainingSplit(index, chosen.raft).files
+            files = TrainingSplit(index, chosen.raft, config.serve).files
             log(f"plain LoRA control on {len(files)} training files")
             result = train_plain(root, files, folder, train_config)
             dataset_hash, stats = _files_hash(files), {"files": len(files)}
@@ -142,7 +142,7 @@ def _build(
         settings.teacher_base_url, settings.teacher_model, settings.teacher_api_key_env
     )
     tokenizer = AutoTokenizer.from_pretrained(resolve_base(config.serve.model or None), local_files_only=True)
-    examples, stats = build_dataset(index, tokenizer, raft, teacher, progress)
+    examples, stats = build_dataset(index, tokenizer, raft, config.serve, teacher, progress)
     log(format_stats(stats))
     if not examples:
         raise ValueError("the training split produced no examples (is the repository too small?)")
@@ -169,9 +169,8 @@ def evaluate_candidate(
     if active and active != candidate:
         adapters[active] = str(registry.path(active))
     seed = config.train.seed
-    eval_options = EvalOptions(
-        EvalSplit("file"), options.eval_arms, options.eval_limit, seed, adapters, explain_limit=0
-    )
+    limit = options.eval_limit or profile(options.profile).eval_limit
+    eval_options = EvalOptions(EvalSplit("file"), options.eval_arms, limit, seed, adapters, explain_limit=0)
     index = Index.open(root, config)
     try:
         result = evaluate(
@@ -215,10 +214,12 @@ def _retrain_locked(
 
 
 def eval_metrics(evaluation: dict, name: str) -> dict[str, Any]:
-    """The manifest's summary: exact match per arm (mean and CI) for this adapter."""
+    """The manifest's summary: each score per arm (mean and CI) for this adapter."""
     arms = evaluation.get("models", {}).get(name, {}).get("arms", {})
-    metrics: dict[str, Any] = {f"{arm}_exact_match": a["exact_match"]["mean"] for arm, a in arms.items()}
-    metrics["arms"] = {arm: a["exact_match"] for arm, a in arms.items()}
+    metrics: dict[str, Any] = {
+        f"{arm}_{score}": a[score]["mean"] for arm, a in arms.items() for score in SCORES if score in a
+    }
+    metrics["arms"] = {arm: {score: a[score] for score in SCORES if score in a} for arm, a in arms.items()}
     metrics["n"] = evaluation.get("targets", {}).get("n")
     metrics["split"] = evaluation.get("split")
     return metrics

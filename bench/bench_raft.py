@@ -1,0 +1,263 @@
+"""Does RAFT teach the model to read the retrieved code? Base / plain LoRA / RAFT × in-file / hybrid /
+oracle on held-out files of real repositories, paired per target, per repository and pooled.
+
+    python bench/bench_raft.py [--corpora httpx jinja2 werkzeug] [--profile standard] [--steps N]
+                               [--limit 150] [--models base plain raft] [--arms in_file hybrid oracle]
+                               [--out bench/results/raft.json]
+
+For each corpus (a pinned PyPI sdist, downloaded and copied fresh), as a user would: `repolm index`,
+`repolm train` (RAFT) and `repolm train --plain` (the domain fine-tuning control, the same profile),
+then `repolm eval` of every model on every arm over the same held-out targets (the file split: files
+the training never saw). Every comparison is paired target by target with a bootstrap interval, per
+repository and pooled over all of them; the oracle comparison is over the targets that have oracle
+chunks. Writes the JSON (`--out`) and an HTML report with its plots beside it (`<out stem>_report/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpora import fresh_copy, repolm
+from repolm.training.metrics import bootstrap
+from report import machine
+
+HERE = Path(__file__).resolve().parent
+SCORES = ("edit_similarity", "identifier_f1", "exact_match")
+DEFAULT_CORPORA = ("httpx", "jinja2", "werkzeug")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`top` minus `bottom` (model, arm), target by target; `oracle_only`: over targets with oracles."""
+
+    name: str
+    top: tuple[str, str]
+    bottom: tuple[str, str]
+    oracle_only: bool = False
+    goal: float | None = None  # the edit-similarity difference the pooled mean must reach (interval > 0)
+    floor: float | None = None  # or the lowest it may fall to (no forgetting)
+
+
+COMPARISONS = (
+    Comparison("RAFT: oracle − in-file", ("raft", "oracle"), ("raft", "in_file"), True, goal=0.05),
+    Comparison("RAFT: hybrid − in-file", ("raft", "hybrid"), ("raft", "in_file"), goal=0.02),
+    Comparison("hybrid: RAFT − plain LoRA", ("raft", "hybrid"), ("plain", "hybrid"), goal=0.0),
+    Comparison("hybrid: RAFT − base", ("raft", "hybrid"), ("base", "hybrid"), goal=0.0),
+    Comparison("in-file: RAFT − base", ("raft", "in_file"), ("base", "in_file"), floor=-0.01),
+    Comparison("base: oracle − in-file", ("base", "oracle"), ("base", "in_file"), True),
+    Comparison("plain LoRA: oracle − in-file", ("plain", "oracle"), ("plain", "in_file"), True),
+)
+
+
+def train(repo: Path, name: str, profile: str, steps: int | None, plain: bool) -> dict:
+    arguments = ["train", "--repo", str(repo), "--name", name, "--profile", profile, "--json"]
+    arguments += ["--max-steps", str(steps)] if steps else []
+    arguments += ["--plain"] if plain else []
+    started = time.perf_counter()
+    manifest = json.loads(repolm(*arguments))
+    manifest["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return manifest
+
+
+def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
+    repo = fresh_copy(corpus, HERE / ".cache" / f"raft-{corpus}")
+    started = time.perf_counter()
+    repolm("index", str(repo), "--json")
+    index_seconds = round(time.perf_counter() - started, 1)
+    trained = {
+        name: train(repo, name, args.profile, args.steps, plain=name == "plain")
+        for name in ("raft", "plain")
+        if name in args.models
+    }
+    work = HERE / ".cache" / "raft-eval"  # each run's full evaluation (records, its own report)
+    evaluation_file = work / f"{corpus}.json"
+    adapters = [f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained]
+    started = time.perf_counter()
+    repolm(
+        "eval", "--repo", str(repo), "--arms", *args.arms, "--limit", str(args.limit), "--explain", "0",
+        "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed), *adapters,
+        "--json", str(evaluation_file), "--report", str(work / corpus),
+    )  # fmt: skip
+    evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
+    return {
+        "index_seconds": index_seconds,
+        "eval_seconds": round(time.perf_counter() - started, 1),
+        "dataset": trained["raft"]["dataset"] if "raft" in trained else None,
+        "train": {name: {**m["train"], "wall_seconds": m["wall_seconds"]} for name, m in trained.items()},
+        "targets": evaluation["targets"],
+        "table": {
+            model: {arm: {s: result["arms"][arm][s] for s in SCORES} for arm in args.arms}
+            for model, result in evaluation["models"].items()
+        },
+        "records": evaluation["records"],
+    }
+
+
+def differences(records: list[dict], comparison: Comparison, score: str) -> list[float] | None:
+    (top_model, top_arm), (bottom_model, bottom_arm) = comparison.top, comparison.bottom
+    values = []
+    for record in records:
+        if comparison.oracle_only and not record.get("oracle_chunks"):
+            continue
+        models = record["models"]
+        try:
+            values.append(models[top_model][top_arm][score] - models[bottom_model][bottom_arm][score])
+        except KeyError:
+            return None  # a model or arm this run left out
+    return values
+
+
+def compare(corpora: dict[str, dict], seed: int) -> list[dict]:
+    """Each comparison's paired differences per corpus and pooled (all corpora's targets together)."""
+    rows = []
+    for comparison in COMPARISONS:
+        row: dict = {"name": comparison.name, "oracle_only": comparison.oracle_only, "per_corpus": {}}
+        pooled: dict[str, list[float]] = {score: [] for score in SCORES}
+        for corpus, result in corpora.items():
+            found = {score: differences(result["records"], comparison, score) for score in SCORES}
+            if any(values is None for values in found.values()):
+                break
+            row["per_corpus"][corpus] = {
+                "n": len(found[SCORES[0]]),
+                **{score: bootstrap(found[score], seed).to_json() for score in SCORES},
+            }
+            for score in SCORES:
+                pooled[score] += found[score]
+        else:
+            row["pooled"] = {
+                "n": len(pooled[SCORES[0]]),
+                **{score: bootstrap(pooled[score], seed).to_json() for score in SCORES},
+            }
+            row["verdict"] = verdict(comparison, row)
+            rows.append(row)
+    return rows
+
+
+def verdict(comparison: Comparison, row: dict) -> str | None:
+    """Whether the goal on edit similarity holds: pooled mean and interval, and positive per corpus."""
+    pooled = row["pooled"]["edit_similarity"]
+    if comparison.goal is not None:
+        met = pooled["mean"] >= comparison.goal and pooled["ci_low"] > 0
+        if comparison.oracle_only:
+            met = met and all(c["edit_similarity"]["mean"] > 0 for c in row["per_corpus"].values())
+        return "met" if met else "not met"
+    if comparison.floor is not None:
+        return "met" if pooled["mean"] >= comparison.floor else "not met"
+    return None
+
+
+def write_html(result: dict, folder: Path) -> Path:
+    """The report: the score table per corpus, the paired differences as a forest plot, and the loss
+    curves of the trained adapters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = result["comparisons"]
+    figure, axis = plt.subplots(figsize=(8, 0.5 + 0.45 * len(rows) * (len(result["corpora"]) + 1)))
+    labels, y = [], 0
+    for row in reversed(rows):
+        for corpus, stats in [*row["per_corpus"].items(), ("pooled", row["pooled"])]:
+            es = stats["edit_similarity"]
+            axis.errorbar(
+                es["mean"], y, xerr=[[es["mean"] - es["ci_low"]], [es["ci_high"] - es["mean"]]],
+                fmt="o" if corpus == "pooled" else ".", color="black" if corpus == "pooled" else "grey",
+            )  # fmt: skip
+            labels.append(f"{row['name']} — {corpus} (n={stats['n']})")
+            y += 1
+        y += 0.5
+    ticks = [i + 0.5 * (i // (len(result["corpora"]) + 1)) for i in range(len(labels))]
+    axis.set_yticks(ticks, labels, fontsize=7)
+    axis.axvline(0, color="red", linewidth=0.8)
+    axis.set_xlabel("edit similarity difference, paired, 95% bootstrap interval")
+    figure.tight_layout()
+    figure.savefig(folder / "differences.png", dpi=110)
+    plt.close(figure)
+
+    curves = []
+    for corpus, data in result["corpora"].items():
+        for name in data["train"]:
+            curve = HERE / ".cache" / f"raft-{corpus}" / ".repolm" / "adapters" / name / "loss_curve.json"
+            if curve.is_file():
+                curves.append((f"{corpus} {name}", json.loads(curve.read_text(encoding="utf-8"))))
+    if curves:
+        figure, axis = plt.subplots(figsize=(7, 3.5))
+        for label, points in curves:
+            axis.plot([p["step"] for p in points], [p["loss"] for p in points], label=label)
+        axis.set_xlabel("step")
+        axis.set_ylabel("training loss")
+        axis.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(folder / "loss_curves.png", dpi=110)
+        plt.close(figure)
+
+    command = html.escape(result["command"])
+    parts = [f"<h1>RAFT benchmark</h1><p><code>{command}</code><br>{result['machine']}</p>"]
+    for corpus, data in result["corpora"].items():
+        parts.append(f"<h2>{corpus}</h2><p>{data['targets']['n']} targets, {data['targets']['with_oracle']}"
+                     " with oracle chunks</p><table border=1 cellpadding=3><tr><th>model</th><th>arm</th>"
+                     + "".join(f"<th>{s}</th>" for s in SCORES) + "</tr>")  # fmt: skip
+        for model, arms in data["table"].items():
+            for arm, scores in arms.items():
+                cells = "".join(
+                    f"<td>{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]</td>"
+                    for v in scores.values()
+                )
+                parts.append(f"<tr><td>{model}</td><td>{arm}</td>{cells}</tr>")
+        parts.append("</table>")
+    parts.append('<h2>Paired differences</h2><img src="differences.png">')
+    if curves:
+        parts.append('<h2>Training loss</h2><img src="loss_curves.png">')
+    page = folder / "index.html"
+    page.write_text("<html><body>" + "\n".join(parts) + "</body></html>\n", encoding="utf-8")
+    return page
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--corpora", nargs="+", default=list(DEFAULT_CORPORA))
+    parser.add_argument("--profile", default="standard")
+    parser.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+    parser.add_argument("--limit", type=int, default=150, help="completion targets per corpus")
+    parser.add_argument("--models", nargs="+", default=["base", "plain", "raft"])
+    parser.add_argument("--arms", nargs="+", default=["in_file", "hybrid", "oracle"])
+    parser.add_argument("--threads", type=int, default=2, help="inference threads for the evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "raft.json")
+    args = parser.parse_args()
+    command = " ".join(["python", "bench/bench_raft.py", *sys.argv[1:]])
+    corpora = {corpus: run_corpus(corpus, args) for corpus in args.corpora}
+    result = {
+        "command": command,
+        "machine": machine(),
+        "corpora": {
+            name: {key: value for key, value in data.items() if key != "records"}
+            for name, data in corpora.items()
+        },
+        "comparisons": compare(corpora, args.seed),
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    page = write_html(result, args.out.with_name(f"{args.out.stem}_report"))
+    for row in result["comparisons"]:
+        es, n = row["pooled"]["edit_similarity"], row["pooled"]["n"]
+        em = row["pooled"]["exact_match"]
+        print(f"{row['name']:<34} pooled n={n:<4} edit similarity {es['mean']:+.4f}"
+              f" [{es['ci_low']:+.4f}, {es['ci_high']:+.4f}]  exact match {em['mean']:+.4f}"
+              f"  {row['verdict'] or ''}")  # fmt: skip
+    print(f"results: {args.out}\nreport: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
