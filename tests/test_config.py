@@ -113,8 +113,9 @@ def test_the_cli_checks_its_flags_and_the_query(tmp_path: Path) -> None:
 
 
 def test_the_profile_choices_are_the_trainers_profiles() -> None:
-    from repolm.training.finetune import PROFILES
+    from repolm.training.finetune import PROFILES, profile
 
     from repolm.config import TRAIN_PROFILES
 
-    assert set(TRAIN_PROFILES) == set(PROFILES)
+    assert set(TRAIN_PROFILES) == {"auto", *PROFILES}
+    assert profile("auto") is PROFILES["standard"]  # no GPU here: the CPU's profile
