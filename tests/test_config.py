@@ -29,7 +29,7 @@ from repolm.config import Config, ConfigError, load_config
         ("[index]\nexclude = [1]\n", "index.exclude = [1]: must be a list of strings"),
         ("[serve]\ncompletion_max_tokens = 0\n", "serve.completion_max_tokens = 0: must be at least 1"),
         ("[serve]\nmodel = 3\n", "serve.model = 3: must be a string"),
-        ('[train]\nprofile = "huge"\n', "train.profile = 'huge': choose one of quick, full"),
+        ('[train]\nprofile = "huge"\n', "train.profile = 'huge': choose one of auto, quick, standard, full"),
         ("[train]\noracle_probability = -0.1\n", "train.oracle_probability = -0.1: must be at least 0"),
         ('[train]\ntasks = ["plan", "poems"]\n', "train.tasks = ['plan', 'poems']: choose from completion"),
         ("[train]\ntasks = []\n", "train.tasks = []: must not be empty"),
