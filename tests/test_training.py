@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -89,6 +90,22 @@ def test_cpu_training_produces_an_adapter_the_running_server_swaps_in(dataset, m
     with torch.inference_mode():
         after = loaded.model(input_ids=ids).logits
     assert (after - before).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_in_either_precision_gives_an_adapter_that_loads(dataset, tmp_path, precision):
+    import torch
+
+    from repolm.model import load_model
+
+    _, path = dataset
+    result = train_raft(path, tmp_path / precision, dataclasses.replace(TINY, precision=precision))
+    assert result.steps == 2 and result.precision == precision and result.final_loss is not None
+    base, tuned = load_model(device="cpu"), load_model(device="cpu", adapter=str(tmp_path / precision))
+    ids = torch.tensor([base.tokenizer("def add(a, b):\n    return", add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        difference = (tuned.model(input_ids=ids).logits - base.model(input_ids=ids).logits).abs().max()
+    assert difference.item() > 1e-3
 
 
 def _launch(dataset: Path, output: Path) -> list[str]:
