@@ -30,11 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import cut_at_indentation, sample_lines
 from corpora import indexed_copy
-from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
-from repolm.server.engine import Engine
 from repolm.training.metrics import bootstrap, edit_similarity, exact_match
 from report import machine, write_report
 
+from repolm.assist.completion import Completer, Completion, CompletionRequest, opens_block
+from repolm.assist.engine import Engine
 from repolm.config import Config
 
 HERE = Path(__file__).resolve().parent

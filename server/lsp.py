@@ -35,14 +35,14 @@ from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.uris import to_fs_path
 from repolm.indexer.builder import IndexBusyError, IndexSummary
 
+from repolm.assist.completion import Completion, CompletionRequest, Latest, PositionError
+from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
+from repolm.assist.explain import Explanation
+from repolm.assist.workspace import Workspace
 from repolm.config import Config, ConfigError, load_config
 
-from .completion import Completion, CompletionRequest, Latest, PositionError
-from .engine import BackgroundIndexer, Engine, NoIndexError
-from .explain import Explanation
 from .settings import apply_settings
 from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id
-from .workspace import Workspace
 
 logger = logging.getLogger("repolm.server")
 

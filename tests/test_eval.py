@@ -10,7 +10,6 @@ import pytest
 from conftest import write_tree
 from repolm.indexer.builder import update_index
 from repolm.indexer.retrieval import Index
-from repolm.server.completion import retrieval_query
 from repolm.training import metrics
 from repolm.training.eval_split import (
     EvalSplit,
@@ -23,6 +22,7 @@ from repolm.training.eval_split import (
 from repolm.training.eval_targets import cursor_prefix, editor_position, file_lines, sample_targets
 from repolm.training.evaluate import IndexSearch
 
+from repolm.assist.completion import retrieval_query
 from repolm.cli import main
 from repolm.config import Config
 

@@ -224,7 +224,7 @@ def test_the_vector_cache_keeps_recent_unused_vectors_within_a_bound(tmp_path: P
 
 
 def test_the_server_warm_up_loads_the_vectors_before_the_first_search(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     write_tree(tmp_path, REPO)
     engine = Engine(tmp_path, Config())

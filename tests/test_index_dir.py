@@ -62,7 +62,7 @@ def test_every_caller_of_the_index_folder_gets_the_refusal(tmp_path: Path, monke
 
 
 def test_a_folder_repolm_did_not_create_is_refused(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     root, other = tmp_path / "repo", tmp_path / "photos"
     write_tree(root, REPO)

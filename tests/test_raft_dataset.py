@@ -11,12 +11,12 @@ from typing import ClassVar
 
 import pytest
 from raft_fixture import HELD_OUT_FILE, TRAINING_FILES, write_fixture_repo
-from repolm.server.completion import Completer, CompletionRequest
 from repolm.training.eval_split import is_held_out
 from repolm.training.raft_dataset import RaftConfig, build_dataset, read_jsonl, write_jsonl
 from repolm.training.raft_explain import ANSWER, quoted_spans
 from repolm.training.teacher import Teacher
 
+from repolm.assist.completion import Completer, CompletionRequest
 from repolm.config import ServeConfig, load_config
 from repolm.model import load_model
 from repolm.prompt import Document, PromptRequest, build_prompt
@@ -160,7 +160,8 @@ def test_plan_examples_target_paths_that_reach_the_answers(built):
     """RoG planning: about training-split symbols only; the target's relation paths reach the answers."""
     index, tokenizer, examples, _, _ = built
     from repolm.indexer.code_graph import CodeGraph
-    from repolm.server.ask import parse_plan
+
+    from repolm.assist.ask import parse_plan
 
     graph = CodeGraph.build(index)
     plans = [e for e in examples if e.task == "plan"]

@@ -176,7 +176,7 @@ def test_a_database_damaged_inside_keeps_the_vectors_it_can_still_read(tmp_path:
 
 
 def test_the_server_treats_a_damaged_index_as_missing_and_repairs_it(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import BackgroundIndexer, Engine, NoIndexError
+    from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
 
     write_tree(tmp_path, REPO)
     update_index(tmp_path, Config(), embedder=embedder)

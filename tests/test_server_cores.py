@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from repolm.server.completion import (
+from repolm.server.settings import apply_settings
+
+from repolm.assist.completion import (
     Completer,
     CompletionRequest,
     Latest,
@@ -18,9 +20,7 @@ from repolm.server.completion import (
     steady_snippets,
     stop_rules,
 )
-from repolm.server.explain import SymbolCard, UseSite, verify
-from repolm.server.settings import apply_settings
-
+from repolm.assist.explain import SymbolCard, UseSite, verify
 from repolm.config import Config
 from repolm.model import StopRules, load_model
 from repolm.prompt import Document, Prompt

@@ -62,7 +62,8 @@ def test_cpu_training_produces_an_adapter_the_running_server_swaps_in(dataset, m
     """A trained adapter changes the model's output, and a server already running picks it up once it is
     promoted (the registry's `active` link), without a restart."""
     import torch
-    from repolm.server import engine as engine_module
+
+    from repolm.assist import engine as engine_module
 
     root, path = dataset
     config = load_config(root)

@@ -1,6 +1,6 @@
 """Grounding checks for "explain this symbol", on documented symbols of the evaluation split.
 
-Explanations come from the real explain core (`repolm.server.explain.Explainer`) and are judged on what
+Explanations come from the real explain core (`repolm.assist.explain.Explainer`) and are judged on what
 the user would see (the verified text):
 
 - `cites_definition`: share of explanations citing the symbol's defining file at a line of its definition;
@@ -25,8 +25,8 @@ from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Index
 from repolm.indexer.store import alive
-from repolm.server.explain import Explainer, Explanation, is_name
 
+from repolm.assist.explain import Explainer, Explanation, is_name
 from repolm.config import ServeConfig
 from repolm.model import LoadedModel
 from repolm.prompt import Document

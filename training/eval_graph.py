@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 from repolm.indexer.code_graph import CodeGraph, chunk_node_id, valid
 from repolm.indexer.retrieval import Index
-from repolm.server.ask import answer, model_planner
 
+from repolm.assist.ask import answer, model_planner
 from repolm.model import LoadedModel
 
 from . import metrics

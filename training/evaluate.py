@@ -1,6 +1,6 @@
 """Offline evaluation: held-out completions through the real completion core, arm by arm, model by model.
 
-Every completion goes through `repolm.server.completion.Completer`, the code behind the editor's
+Every completion goes through `repolm.assist.completion.Completer`, the code behind the editor's
 completions, so the figures are what users get; arms differ only in the `search` callable injected:
 
 - `in_file`: no retrieval, the model sees the file before the cursor;
@@ -28,9 +28,9 @@ from repolm.indexer.builder import update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index
-from repolm.server.completion import Completer, CompletionRequest
-from repolm.server.engine import code_hits
 
+from repolm.assist.completion import Completer, CompletionRequest
+from repolm.assist.engine import code_hits
 from repolm.config import Config, ServeConfig
 from repolm.model import LoadedModel, load_model
 from repolm.prompt import Document

@@ -33,8 +33,8 @@ import numpy as np
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES, Chunk
 from repolm.indexer.retrieval import Index, SearchFilter
-from repolm.server.completion import retrieval_query
 
+from repolm.assist.completion import retrieval_query
 from repolm.config import ServeConfig
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 

@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from repolm.config import ServeConfig
 from repolm.indexer.code_graph import INVERSES, CodeGraph, Edge, GraphPath, Node, RelationPath, valid
 from repolm.indexer.secrets import redact
-
-from repolm.config import ServeConfig
 from repolm.model import LoadedModel, generate
 from repolm.prompt import PLAN_BUDGET, PLAN_SEPARATOR, Document, PromptRequest, build_prompt
 

@@ -18,9 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from repolm.indexer.secrets import REDACTION_MARKER, redact_split
-
 from repolm.config import ServeConfig
+from repolm.indexer.secrets import REDACTION_MARKER, redact_split
 from repolm.model import Cancel, LoadedModel, StopRules, generate
 from repolm.prompt import (
     Document,

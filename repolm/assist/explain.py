@@ -18,10 +18,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+from repolm.config import ServeConfig
 from repolm.indexer.graph import Symbol, SymbolGraph
 from repolm.indexer.secrets import redact
-
-from repolm.config import ServeConfig
 from repolm.model import Cancel, LoadedModel, generate
 from repolm.prompt import Document, PromptRequest, build_prompt
 
