@@ -19,6 +19,10 @@ from typing import Any, ClassVar
 
 CONFIG_FILE = "repolm.toml"
 DEFAULT_INDEX_DIR = ".repolm"
+# Where trained adapters live under the index folder, and the link to the active one: the adapter
+# registry (repolm.training.registry) writes them and the server watches the link, so both read them here.
+ADAPTERS = "adapters"
+ACTIVE_LINK = "active"
 SEARCH_MODES = ("bm25", "dense", "hybrid")
 FUSIONS = ("rrf", "weighted")
 # The keys of repolm.training.finetune.PROFILES, and auto: standard on a CPU, full on a GPU.

@@ -28,9 +28,9 @@ from typing import Any
 
 from repolm.indexer.index_dir import claim_index_dir
 
-ADAPTERS = "adapters"
+from repolm.config import ACTIVE_LINK, ADAPTERS
+
 ACTIVE_FILE = "ACTIVE"
-ACTIVE_LINK = "active"
 HISTORY_FILE = "HISTORY"
 LOCK_FILE = "retrain.lock"
 MANIFEST = "manifest.json"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repolm.config import Config, ServeConfig
+from repolm.config import ACTIVE_LINK, ADAPTERS, Config, ServeConfig
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
@@ -30,7 +30,6 @@ from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
-from repolm.training.registry import ACTIVE_LINK, ADAPTERS
 
 from .ask import GraphAnswer, answer, model_planner, model_reasoner, symbol_paths
 from .completion import Completer, Completion, CompletionRequest, split_at
