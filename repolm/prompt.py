@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from repolm.indexer.code_graph import RELATIONS
-from repolm.model import vocab_of
+from repolm.vocab import vocab_of
 
 if TYPE_CHECKING:
     from repolm.indexer.records import Chunk
