@@ -159,7 +159,7 @@ def test_completions_end_on_the_newline_token_the_file_has(built):
 def test_plan_examples_target_paths_that_reach_the_answers(built):
     """RoG planning: about training-split symbols only; the target's relation paths reach the answers."""
     index, tokenizer, examples, _, _ = built
-    from repolm.indexer.code_graph import CodeGraph
+    from repolm.indexer.code_graph import RELATIONS, CodeGraph
 
     from repolm.assist.ask import parse_plan
 
@@ -172,7 +172,7 @@ def test_plan_examples_target_paths_that_reach_the_answers(built):
         planned = parse_plan(example.answer)
         assert planned and example.completion == example.answer + tokenizer.eos_token
         assert all(graph.follow(entity, plan) for plan in planned)
-        request = PromptRequest("plan", (), question=example.question)
+        request = PromptRequest("plan", (), question=example.question, relations=RELATIONS)
         assert build_prompt(request, tokenizer, 256).text == example.prompt
 
 

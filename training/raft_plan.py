@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from repolm.indexer.code_graph import CodeGraph
+from repolm.indexer.code_graph import RELATIONS, CodeGraph
 
 from repolm.prompt import PLAN_BUDGET, PromptRequest, build_prompt
 
@@ -29,7 +29,8 @@ def plan_examples(split: TrainingSplit, tokenizer: Any) -> list[Example]:
     asked = questions(graph, lambda node: split.allows(node.path), config.plan_examples, config.seed)
     examples = []
     for question in asked:
-        prompt = build_prompt(PromptRequest("plan", (), question=question.question), tokenizer, PLAN_BUDGET)
+        request = PromptRequest("plan", (), question=question.question, relations=RELATIONS)
+        prompt = build_prompt(request, tokenizer, PLAN_BUDGET)
         node = graph.nodes[question.entity]
         examples.append(
             Example(
