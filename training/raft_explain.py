@@ -23,9 +23,18 @@ from repolm.indexer.graph import Symbol
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_targets import CALLABLE_KINDS, oracle_chunk_ids
+from .raft_examples import (
+    DatasetStats,
+    Example,
+    TrainingSplit,
+    arrange,
+    example_rng,
+    fit_keeping_oracles,
+    pick_distractors,
+    prompted,
+)
 
 if TYPE_CHECKING:
-    from .raft_dataset import DatasetStats, Example, TrainingSplit
     from .teacher import Teacher
 
 Progress = Callable[[str, int, int], None]
@@ -238,15 +247,6 @@ def explain_examples(
     stats: DatasetStats,
     progress: Progress,
 ) -> list[Example]:
-    from .raft_dataset import (
-        Example,
-        arrange,
-        example_rng,
-        fit_keeping_oracles,
-        pick_distractors,
-        prompted,
-    )
-
     config = split.config
     symbols = [
         s

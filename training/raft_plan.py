@@ -7,21 +7,17 @@ The prompt is the shared contract's `plan` task, exactly as `repolm ask` prompts
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from repolm.indexer.code_graph import RELATIONS, CodeGraph
 
 from repolm.prompt import PLAN_BUDGET, PromptRequest, build_prompt
 
 from .graph_questions import questions
-
-if TYPE_CHECKING:
-    from .raft_dataset import Example, TrainingSplit
+from .raft_examples import Example, TrainingSplit
 
 
 def plan_examples(split: TrainingSplit, tokenizer: Any) -> list[Example]:
-    from .raft_dataset import Example
-
     config = split.config
     if config.plan_examples <= 0:
         return []

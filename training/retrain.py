@@ -28,7 +28,8 @@ from .eval_split import EvalSplit, git_commit
 from .evaluate import BASE_MODEL, SCORES, EvalOptions, adapter_loader, evaluate
 from .finetune import Profile, TrainResult, profile, train_plain, train_raft
 from .gate import GATE_ARM, GateDecision, decide
-from .raft_dataset import RaftConfig, TrainingSplit, build_dataset, format_stats, write_jsonl
+from .raft_dataset import build_dataset, format_stats, write_jsonl
+from .raft_examples import RaftConfig, TrainingSplit
 from .registry import BusyError, Manifest, Registry
 from .teacher import teacher_from_settings
 
