@@ -158,6 +158,22 @@ def test_snippets_are_kept_per_file_and_index_generation() -> None:
     assert snippets("app.py", "generation 2") == {c, d}
 
 
+def test_repeated_requests_are_answered_from_a_least_recently_used_cache() -> None:
+    serve = replace(Config().serve, completion_max_tokens=1, completion_cache_size=2, prompt_caches=1)
+    completer = Completer(load_model(device="cpu"), serve)
+
+    def answered(line: str, path: str = "app.py") -> str:
+        return completer.complete(CompletionRequest(path, f"{line}\n", 0, len(line))).finish_reason
+
+    assert answered("a = 1") != "cached" and answered("b = 2") != "cached"
+    assert answered("a = 1") == "cached"  # and `a` is now the most recently used
+    assert answered("c = 3") != "cached"  # the cache holds two: `b`, the least recently used, goes
+    assert answered("a = 1") == "cached" and answered("b = 2") != "cached"
+    off = Completer(completer.model, replace(serve, completion_cache_size=0))
+    request = CompletionRequest("app.py", "a = 1\n", 0, 5)
+    assert off.complete(request).finish_reason != "cached" and off.complete(request).finish_reason != "cached"
+
+
 def test_a_completion_reports_its_prefill_within_its_generation() -> None:
     serve = replace(Config().serve, completion_max_tokens=4, completion_cache_size=0)
     completer = Completer(load_model(device="cpu"), serve)

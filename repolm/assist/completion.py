@@ -14,9 +14,10 @@ import keyword
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from repolm.config import ServeConfig
 from repolm.indexer.secrets import REDACTION_MARKER, redact_split
@@ -231,12 +232,14 @@ class Completer:
         self.model = model
         self.config = config
         self.search = search
-        self._cache: OrderedDict[str, Completion] = OrderedDict()
+        self._cache: LRUCache[str, Completion] = LRUCache(maxsize=config.completion_cache_size)
         self._cache_lock = threading.Lock()
         # The last snippets of each recent file, under (context, path): a reindex starts afresh, and coming
         # back from another file finds the prompt's head as it was, which the model's cache of that
         # prompt (repolm.model._PromptCaches) still holds. As many files as prompt caches are kept.
-        self._snippets: OrderedDict[tuple[str, str], Sequence[Document]] = OrderedDict()
+        self._snippets: LRUCache[tuple[str, str], Sequence[Document]] = LRUCache(
+            maxsize=max(1, config.prompt_caches)
+        )
 
     def clear_cache(self) -> None:
         """Forget the cached answers and the files' snippets: the next request starts cold."""
@@ -253,10 +256,9 @@ class Completer:
             return Completion("", multiline, "disabled", (), "", {})
         key = _cache_key(cache_key, request.path, prefix, suffix.split("\n", 1)[0], self.config)
         with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                cached = self._cache[key]
-                return Completion(cached.text, multiline, "cached", cached.documents, cached.query, {})
+            cached = self._cache.get(key)
+        if cached is not None:
+            return Completion(cached.text, multiline, "cached", cached.documents, cached.query, {})
         timings: dict[str, float] = {}
         started = time.perf_counter()
         # The buffer is the one text the index did not redact: from here on, the query, the prompt and
@@ -314,16 +316,12 @@ class Completer:
         with self._cache_lock:
             documents = steady_snippets(self._snippets.get(place, ()), candidates, k)
             self._snippets[place] = documents
-            self._snippets.move_to_end(place)
-            while len(self._snippets) > max(1, self.config.prompt_caches):
-                self._snippets.popitem(last=False)
         return documents
 
     def _remember(self, key: str, result: Completion) -> None:
         with self._cache_lock:
-            self._cache[key] = result
-            while len(self._cache) > self.config.completion_cache_size:
-                self._cache.popitem(last=False)
+            if self._cache.maxsize:  # a size of 0 turns the cache off (LRUCache would refuse the item)
+                self._cache[key] = result
 
 
 def _cache_key(context: str, path: str, prefix: str, line_suffix: str, config: ServeConfig) -> str:

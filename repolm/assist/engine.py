@@ -13,12 +13,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 
 from repolm.config import ACTIVE_LINK, ADAPTERS, Config, ServeConfig
 from repolm.indexer.builder import IndexSummary, update_index
@@ -68,19 +68,16 @@ class CachingEmbedder(Embedder):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
         self._queries_lock = threading.Lock()
 
     def encode_query(self, text: str) -> np.ndarray:
         with self._queries_lock:
-            if text in self._queries:
-                self._queries.move_to_end(text)
-                return self._queries[text]
-        vector = super().encode_query(text)
-        with self._queries_lock:
-            self._queries[text] = vector
-            while len(self._queries) > QUERY_CACHE_SIZE:
-                self._queries.popitem(last=False)
+            vector = self._queries.get(text)
+        if vector is None:  # embedded outside the lock: other queries need not wait for this one
+            vector = super().encode_query(text)
+            with self._queries_lock:
+                self._queries[text] = vector
         return vector
 
 
