@@ -14,7 +14,6 @@ embedded, and an unreadable database is set aside and rebuilt with the vectors i
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import sqlite3
 import time
@@ -23,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from repolm.config import Config
 
@@ -112,12 +113,16 @@ def parse_source(path: str, text: str, max_chunk_lines: int) -> tuple[str, Parse
 
 @contextmanager
 def index_lock(index_dir: Path) -> Iterator[None]:
-    with open(index_dir / LOCK_NAME, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise IndexBusyError(f"another `repolm index` is updating {index_dir}") from error
+    """Held for a whole update; a second one fails at once rather than waiting behind it."""
+    lock = FileLock(index_dir / LOCK_NAME)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout as error:
+        raise IndexBusyError(f"another `repolm index` is updating {index_dir}") from error
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def update_index(
