@@ -18,14 +18,14 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from repolm.config import Config
+from repolm.config import Config, Progress
 
 from .code_chunks import module_name, parse_code
 from .dense import Embedder
@@ -51,9 +51,6 @@ from .store import (
 )
 
 LOCK_NAME = "index.lock"
-
-# (stage, done, total) — the CLI draws a progress bar from it, the server sends $/progress.
-Progress = Callable[[str, int, int], None]
 
 
 class IndexBusyError(RuntimeError):

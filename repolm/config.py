@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,10 @@ FUSIONS = ("rrf", "weighted")
 # The keys of repolm.training.finetune.PROFILES, and auto: standard on a CPU, full on a GPU.
 TRAIN_PROFILES = ("auto", "quick", "standard", "full")
 TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold
+
+# How a long job reports its progress: (stage, done, total). The CLI draws a bar from it and the language
+# server sends $/progress. Declared here because every layer, the indexer included, may import the config.
+Progress = Callable[[str, int, int], None]
 
 
 class ConfigError(ValueError):

@@ -39,7 +39,7 @@ from repolm.assist.completion import Completion, CompletionRequest, Latest, Posi
 from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
 from repolm.assist.explain import Explanation
 from repolm.assist.workspace import Workspace
-from repolm.config import Config, ConfigError, load_config
+from repolm.config import Config, ConfigError, Progress, load_config
 
 from .settings import apply_settings
 from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id
@@ -169,7 +169,7 @@ class RepolmServer(LanguageServer):
             column += 1
         return CompletionRequest(self.require_engine().workspace.relative(path), text, position.line, column)
 
-    def start_progress(self, title: str) -> Callable[[str, int, int], None]:
+    def start_progress(self, title: str) -> Progress:
         """Begin a work-done progress (when the client supports it); returns the `report` callback."""
         window = self.client_capabilities.window
         if not (window and window.work_done_progress):
@@ -315,7 +315,7 @@ def transport_error(ls: RepolmServer, params: Any) -> None:
 def initialized(ls: RepolmServer, params: types.InitializedParams) -> None:
     engine = ls.require_engine()
 
-    def progress() -> Callable[[str, int, int], None]:
+    def progress() -> Progress:
         return ls.start_progress("repolm: indexing")
 
     ls.indexer = BackgroundIndexer(engine, progress, ls.index_done)

@@ -19,7 +19,7 @@ import builtins
 import keyword
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
@@ -27,14 +27,12 @@ from repolm.indexer.retrieval import Index
 from repolm.indexer.store import alive
 
 from repolm.assist.explain import Explainer, Explanation, is_name
-from repolm.config import ServeConfig
+from repolm.config import Progress, ServeConfig
 from repolm.model import LoadedModel
 from repolm.prompt import Document
 
 from .eval_split import EvalSplit
 from .eval_targets import CALLABLE_KINDS, read_redacted
-
-Progress = Callable[[str, int, int], None]
 
 _CITATION = re.compile(r"(?<![\w/.-])([\w.-]+(?:/[\w.-]+)*\.\w+):(\d+)")
 _FENCE = re.compile(r"```[\w+-]*\n?(.*?)```", re.DOTALL)

@@ -37,6 +37,8 @@ from repolm.indexer.retrieval import Index
 from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.indexer.store import alive
 
+from repolm.config import Progress
+
 from .eval_split import EvalSplit
 
 KINDS = ("first_use", "call", "line")
@@ -51,8 +53,6 @@ _RECEIVERS = frozenset({"self", "cls", "this"})
 _BUILTINS = frozenset(dir(builtins))
 _COMMENT_MARKS = {"python": ("#",)}
 _C_COMMENT_MARKS = ("//", "/*", "*")
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from repolm.indexer.retrieval import Index
 
 from repolm.assist.completion import Completer, CompletionRequest
 from repolm.assist.engine import code_hits
-from repolm.config import Config, ServeConfig
+from repolm.config import Config, Progress, ServeConfig
 from repolm.model import LoadedModel, load_model
 from repolm.prompt import Document
 
@@ -48,8 +48,6 @@ RETRIEVAL_ARMS = ("bm25", "dense", "hybrid")
 SCORES = ("exact_match", "edit_similarity", "identifier_f1")  # per target, each with a bootstrap CI
 RANKED = 10  # hits kept per query for acc@k and MRR
 BASE_MODEL = "base"
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from repolm.indexer.graph import Symbol
 from repolm.indexer.retrieval import Index
 
 from repolm.assist.completion import retrieval_query
-from repolm.config import ServeConfig
+from repolm.config import Progress, ServeConfig
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_targets import (
@@ -58,8 +58,6 @@ from .raft_examples import (
 from .raft_explain import explain_examples
 from .raft_plan import plan_examples
 from .teacher import Teacher
-
-Progress = Callable[[str, int, int], None]
 
 CODE_DEFINITIONS = frozenset({"function", "method"})
 MAX_ORACLES = 2  # oracle chunks per example: a line rarely needs more, and the budget is small

@@ -14,12 +14,13 @@ import ast
 import random
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from repolm.indexer.graph import Symbol
 
+from repolm.config import Progress
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_targets import CALLABLE_KINDS, oracle_chunk_ids
@@ -36,8 +37,6 @@ from .raft_examples import (
 
 if TYPE_CHECKING:
     from .teacher import Teacher
-
-Progress = Callable[[str, int, int], None]
 
 BEGIN, END = "##begin_quote##", "##end_quote##"
 ANSWER = "<ANSWER>:"

@@ -21,7 +21,7 @@ from typing import Any
 from repolm.indexer.builder import IndexBusyError, update_index
 from repolm.indexer.retrieval import Index
 
-from repolm.config import TASKS, Config
+from repolm.config import TASKS, Config, Progress
 from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
@@ -42,7 +42,6 @@ DATASET_FILE = "dataset.jsonl"
 EVAL_FILE = "eval.json"
 REPORT_FILE = "retrain_report.json"
 
-Progress = Callable[[str, int, int], None]
 Log = Callable[[str], None]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from cachetools import LRUCache
 
-from repolm.config import ACTIVE_LINK, ADAPTERS, Config, ServeConfig
+from repolm.config import ACTIVE_LINK, ADAPTERS, Config, Progress, ServeConfig
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
@@ -38,7 +38,6 @@ from .workspace import OutsideWorkspaceError, Workspace
 
 logger = logging.getLogger("repolm.server")
 
-Progress = Callable[[str, int, int], None]
 HOVER_PATHS = 6  # graph paths a hover shows
 ADAPTER_CHECK_SECONDS = 2.0  # how often a request may stat the adapter folder
 QUERY_CACHE_SIZE = 256
