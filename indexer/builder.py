@@ -27,7 +27,8 @@ from filelock import FileLock, Timeout
 
 from repolm.config import Config, Progress
 
-from .code_chunks import module_name, parse_code
+from .code_chunks import parse_code
+from .code_source import module_name
 from .dense import Embedder
 from .discovery import SKIP_GENERATED, Discovery, FoundFile, discover, is_generated, read_source
 from .doc_chunks import doc_language, parse_doc
