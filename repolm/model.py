@@ -220,9 +220,8 @@ class LoadedModel:
     _int8: Int8Switch | None = field(default=None, repr=False)
 
     def int8_switch(self) -> Int8Switch | None:
-        """The switch of the model's int8 weight copies, made on first use (0.6 s and 155 MiB for the
-        135M model, bench/bench_int8.py); None where the hardware has no kernel for them. Call with
-        `lock` held."""
+        """The switch of the model's int8 weight copies, made on first use (they take a moment and
+        memory); None where the hardware has no kernel for them. Call with `lock` held."""
         if self._int8 is None:
             self._int8 = add_int8_copies(self.model)
         return self._int8
@@ -230,8 +229,8 @@ class LoadedModel:
     def set_adapter(self, adapter: str | Path | None) -> None:
         """Serve `adapter` (None: the plain base) merged into a fresh copy of the base weights.
 
-        A merged LoRA costs nothing per token; served unmerged, the RAFT adapter added half again to
-        completion latency (p50 991 → 1,505 ms in bench_training). The copy comes from the converted
+        A merged LoRA costs nothing per token, where an unmerged one slows every token of every request
+        (docs/PERFORMANCE.md, Training). The copy comes from the converted
         cache (about a second) before the lock is taken, so requests keep being answered meanwhile, and
         merging into fresh weights, never unmerging, keeps repeated swaps from drifting the base.
         """
@@ -264,8 +263,8 @@ def _merged(model: Any, adapter: Path | None) -> Any:
 def inference_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the hardware computes it natively, fp32 elsewhere.
 
-    On a CPU with AVX512-BF16 a bf16 prefill of SmolLM2-135M measured 2.6x faster than fp32 (same run,
-    same load); without native support bf16 is emulated and slower, so fp32 stays the CPU default.
+    On a CPU with AVX512-BF16 a bf16 prefill is several times faster than fp32 (docs/PERFORMANCE.md,
+    Language server); without native support bf16 is emulated and slower, so fp32 stays the CPU default.
     """
     if device.type == "cuda" or (device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()):
         return torch.bfloat16

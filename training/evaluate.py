@@ -326,8 +326,8 @@ def adapter_loader(base: str | None = None, threads: int = 0) -> Callable[[str |
     """Loads the base model once; each call then swaps the requested adapter in (None: the plain base).
 
     `threads` > 0 overrides the runtime's one-thread-per-core: on a machine shared with other jobs,
-    fewer threads than cores avoids threads waiting on each other (measured 3× faster with 1 thread on a
-    2-core machine running two other processes).
+    fewer threads than cores keeps them from waiting on each other (the evaluation runs several times
+    faster on a busy machine).
     """
     loaded: LoadedModel | None = None
 

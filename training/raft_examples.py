@@ -119,8 +119,8 @@ class DatasetStats:
 class BatchedQueries:
     """The index's query embedder with vectors computed ahead in batches.
 
-    One query at a time costs a full forward pass each (~0.6 s on a busy 2-core CPU); a batch of 64
-    costs about 2 s in all. The builder knows every query before it searches, so it embeds them first.
+    One query at a time costs a full forward pass each, and a batch of many costs a few of them. The
+    builder knows every query before it searches, so it embeds them first.
     """
 
     def __init__(self, embedder: Any) -> None:

@@ -144,8 +144,8 @@ def retrieval_query(prefix: str) -> str:
 
     The lines just above say what the user is doing; an import of a name used there says which module
     of the repository defines it, which is where retrieval should look. Imports the nearby code does
-    not use are left out: a test file importing dozens of names otherwise drowns the query (on requests,
-    bench/bench_eval.py's BM25 oracle-chunk MRR went from 0.084 to 0.174 when they were dropped). The line
+    not use are left out: a test file importing dozens of names otherwise drowns the query, and the
+    chunk the completion needs ranks much lower (docs/PERFORMANCE.md, Completion quality). The line
     being typed is left out on purpose: the query (hence the snippets at the head of the prompt) then
     stays the same for every keystroke on a line, so the model's KV cache is reused and only the new
     characters are run.
@@ -195,11 +195,9 @@ def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document]
     Snippets open the prompt, so a new set costs a prefill of the whole prompt. When the user moves on to
     the next line, the query gains that line's names and the ranking shifts, mostly among snippets that
     all stay relevant; keeping the previous ones keeps the model's KV cache, and only the lines written
-    since are run. One is enough: in bench/bench_steady.py (requests, 111 next lines) requiring half of
-    them renewed the set on 9 lines, 8 of whose requests re-ran most of the prompt (the after-writing
-    p95), where requiring one renews it on 1, and the kept snippets scored as the line's own; over 8
-    lines written on they cost about 1.8 points of edit similarity against fresh ones, 0.8 under the
-    half rule (docs/BENCHMARKS.md). When the user goes elsewhere the candidates change wholesale and
+    since are run. One is enough: requiring more renews the set, and re-runs most of the prompt, on many
+    more lines, while kept snippets lose little quality against fresh ones (docs/PERFORMANCE.md,
+    Language server). When the user goes elsewhere the candidates change wholesale and
     the snippets follow; a new index generation starts afresh, and each recent file keeps its own.
     """
     if any(document in candidates for document in previous):
