@@ -16,6 +16,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tree_sitter import Node, QueryCursor
+
 from repolm.indexer.code_source import SourceFile
 from repolm.indexer.code_specs import SPECS, LanguageSpec, queries_for
 from repolm.indexer.code_symbols import (
@@ -31,7 +33,6 @@ from repolm.indexer.code_symbols import (
 )
 from repolm.indexer.languages import grammar_for, parser_for
 from repolm.indexer.records import Chunk, Import, ParsedFile
-from tree_sitter import Node, QueryCursor
 
 logger = logging.getLogger(__name__)
 

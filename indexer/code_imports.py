@@ -10,8 +10,9 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from repolm.indexer.code_source import MAX_NAME_DEPTH, SourceFile, first_named, module_name, qualify
 from tree_sitter import Node
+
+from repolm.indexer.code_source import MAX_NAME_DEPTH, SourceFile, first_named, module_name, qualify
 
 _GO_VERSION = re.compile(r"v\d+\Z")
 

@@ -8,8 +8,9 @@ from bisect import bisect_right
 from functools import cached_property
 from itertools import accumulate
 
-from repolm.indexer.languages import EXTENSIONS
 from tree_sitter import Node
+
+from repolm.indexer.languages import EXTENSIONS
 
 MAX_NAME_DEPTH = 8  # how deep a name is looked for inside name-like nodes
 # `index.js` is its directory's module, as `__init__.py` is.

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
+from tree_sitter import Node, Query
+
 from repolm.indexer.code_imports import (
     BoundName,
     go_imports,
@@ -18,7 +20,6 @@ from repolm.indexer.code_imports import (
 )
 from repolm.indexer.code_source import SourceFile
 from repolm.indexer.languages import grammar
-from tree_sitter import Node, Query
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from tree_sitter import Node
+
 from repolm.indexer.code_imports import BoundName
 from repolm.indexer.code_source import MAX_NAME_DEPTH, SourceFile, end_row, first_named, qualify
 from repolm.indexer.code_specs import BODY_PATH, NAME_FIELD, LanguageSpec
 from repolm.indexer.records import Definition, Reference
-from tree_sitter import Node
 
 # Kinds whose functions are methods and whose members with bodies get chunks of their own.
 _TYPE_KINDS = frozenset({"class", "interface", "struct", "enum", "trait", "impl"})

@@ -33,13 +33,13 @@ from pygls.exceptions import (
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.uris import to_fs_path
-from repolm.indexer.builder import IndexBusyError, IndexSummary
 
 from repolm.assist.completion import Completion, CompletionRequest, Latest, PositionError
 from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
 from repolm.assist.explain import Explanation
 from repolm.assist.workspace import Workspace
 from repolm.config import Config, ConfigError, Progress, load_config
+from repolm.indexer.builder import IndexBusyError, IndexSummary
 
 from .settings import apply_settings
 from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from repolm.indexer.code_chunks import parse_code
 from repolm.indexer.code_source import module_name
 from repolm.indexer.languages import CODE_LANGUAGES, language_for_path, parser_for

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_tree
+
+from repolm.config import Config
 from repolm.indexer.builder import OUTDATED_NAME, IndexBusyError, index_lock, update_index
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index, SearchFilter, reciprocal_rank_fusion, weighted_fusion
 from repolm.indexer.store import IndexFormatError, OutdatedIndexError, Store
-
-from repolm.config import Config
 
 REPO = {
     "shop/pricing.py": (

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import run_repolm, write_tree
+
+from repolm.config import Config, ConfigError, IndexConfig, load_config
 from repolm.indexer.builder import update_index
 from repolm.indexer.store import Store
 from repolm.server.settings import apply_settings
 from repolm.training.registry import Registry
-
-from repolm.config import Config, ConfigError, IndexConfig, load_config
 
 MARKER = "REPOLM_INDEX"
 REPO = {

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import tantivy
 from conftest import run_repolm, write_tree
+
+from repolm.config import Config
 from repolm.indexer.builder import update_index
 from repolm.indexer.lexical import ANALYZER
 from repolm.indexer.retrieval import Index
 from repolm.indexer.status import index_status
 from repolm.indexer.store import IndexFormatError
-
-from repolm.config import Config
 
 REPO = {
     "shop/pricing.py": (

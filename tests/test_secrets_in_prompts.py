@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 from conftest import write_tree
-from repolm.indexer.builder import update_index
-from repolm.indexer.secrets import REDACTION_MARKER
 
 from repolm.config import Config
+from repolm.indexer.builder import update_index
+from repolm.indexer.secrets import REDACTION_MARKER
 
 SETTINGS = '''"""Settings of the app."""
 

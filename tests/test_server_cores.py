@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from repolm.server.settings import apply_settings
 
 from repolm.assist.completion import (
     Completer,
@@ -24,6 +23,7 @@ from repolm.assist.explain import SymbolCard, UseSite, verify
 from repolm.config import Config
 from repolm.model import StopRules, load_model
 from repolm.prompt import Document, Prompt
+from repolm.server.settings import apply_settings
 
 CHECKOUT = "from util.pricing import apply_discount\n\n\ndef member_total(price):\n    total = apply_\n"
 

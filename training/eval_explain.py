@@ -21,13 +21,12 @@ import random
 import re
 from collections.abc import Sequence
 
+from repolm.assist.explain import Explainer, Explanation, is_name
+from repolm.config import Progress, ServeConfig
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Index
 from repolm.indexer.store import alive
-
-from repolm.assist.explain import Explainer, Explanation, is_name
-from repolm.config import Progress, ServeConfig
 from repolm.model import LoadedModel
 from repolm.prompt import Document
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from repolm.indexer.code_graph import CodeGraph, chunk_node_id, valid
-from repolm.indexer.retrieval import Index
-
 from repolm.assist.ask import answer, model_planner
 from repolm.config import Progress
+from repolm.indexer.code_graph import CodeGraph, chunk_node_id, valid
+from repolm.indexer.retrieval import Index
 from repolm.model import LoadedModel
 
 from . import metrics

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repolm.config import Progress
 from repolm.indexer.code_chunks import parse_code
 from repolm.indexer.code_source import module_name
 from repolm.indexer.graph import Symbol
@@ -37,8 +38,6 @@ from repolm.indexer.records import ParsedFile
 from repolm.indexer.retrieval import Index
 from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.indexer.store import alive
-
-from repolm.config import Progress
 
 from .eval_split import EvalSplit
 

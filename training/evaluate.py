@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from repolm.indexer.builder import update_index
-from repolm.indexer.code_graph import CodeGraph
-from repolm.indexer.dense import Embedder
-from repolm.indexer.retrieval import Index
 
 from repolm.assist.completion import Completer, CompletionRequest
 from repolm.assist.engine import code_hits
 from repolm.config import Config, Progress, ServeConfig
+from repolm.indexer.builder import update_index
+from repolm.indexer.code_graph import CodeGraph
+from repolm.indexer.dense import Embedder
+from repolm.indexer.retrieval import Index
 from repolm.model import LoadedModel, load_model
 from repolm.prompt import Document
 

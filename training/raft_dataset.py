@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repolm.indexer.graph import Symbol
-from repolm.indexer.retrieval import Index
-
 from repolm.assist.completion import retrieval_query
 from repolm.config import Progress, ServeConfig
+from repolm.indexer.graph import Symbol
+from repolm.indexer.retrieval import Index
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_targets import (

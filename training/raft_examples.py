@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from repolm.indexer.records import DOC_LANGUAGES, Chunk
-from repolm.indexer.retrieval import Index, SearchFilter
 
 from repolm.config import ServeConfig
+from repolm.indexer.records import DOC_LANGUAGES, Chunk
+from repolm.indexer.retrieval import Index, SearchFilter
 from repolm.prompt import Document, Prompt
 
 from .eval_split import DEFAULT_FRACTION, is_held_out

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from repolm.indexer.graph import Symbol
-
 from repolm.config import Progress
+from repolm.indexer.graph import Symbol
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_targets import CALLABLE_KINDS, oracle_chunk_ids

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from repolm.indexer.code_graph import RELATIONS, CodeGraph
-
 from repolm.prompt import PLAN_BUDGET, PromptRequest, build_prompt
 
 from .graph_questions import questions

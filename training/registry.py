@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from repolm.indexer.index_dir import claim_index_dir
 
 from repolm.config import ACTIVE_LINK, ADAPTERS
+from repolm.indexer.index_dir import claim_index_dir
 
 ACTIVE_FILE = "ACTIVE"
 HISTORY_FILE = "HISTORY"

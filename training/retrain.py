@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repolm.config import TASKS, Config, Progress
 from repolm.indexer.builder import IndexBusyError, update_index
 from repolm.indexer.retrieval import Index
-
-from repolm.config import TASKS, Config, Progress
 from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
