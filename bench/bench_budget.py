@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import indexed_copy, repolm
-from repolm.training.metrics import bootstrap
 from report import machine, write_report
+
+from repolm.training.metrics import bootstrap
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("in_file", "hybrid")

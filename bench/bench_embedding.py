@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, corpus
-from repolm.indexer.builder import parse_source
-from repolm.indexer.dense import Embedder
-from repolm.indexer.discovery import discover, read_source
 from report import write_report
 
 from repolm.config import Config
+from repolm.indexer.builder import parse_source
+from repolm.indexer.dense import Embedder
+from repolm.indexer.discovery import discover, read_source
 
 # (batch size, Python threads): the defaults before this benchmark first, then the candidates.
 SETTINGS = ((64, 1), (16, 1), (16, 2))

@@ -28,10 +28,9 @@ ASK = "What calls Session.request?"
 
 def graph_build_seconds(repo: Path, repeats: int = 5) -> tuple[float, int, int]:
     """Median seconds to build the code graph in-process, with its node and edge counts."""
+    from repolm.config import load_config
     from repolm.indexer.code_graph import CodeGraph
     from repolm.indexer.retrieval import Index
-
-    from repolm.config import load_config
 
     index = Index.open(repo, load_config(repo))
     times = []

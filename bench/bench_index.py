@@ -28,14 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, fresh_copy
+from report import machine, write_report
+
+from repolm.config import Config
 from repolm.indexer.builder import update_index
 from repolm.indexer.dense import DenseMatrix, Embedder
 from repolm.indexer.retrieval import Index, SearchFilter
 from repolm.indexer.store import Store
 from repolm.training.metrics import bootstrap
-from report import machine, write_report
-
-from repolm.config import Config
 
 LEXICAL_STAGES = ("discovery", "parsing", "graph", "lexical")
 MODES = ("bm25", "dense", "hybrid")

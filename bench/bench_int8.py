@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import hover_targets, resident_mib
 from corpora import CORPORA, indexed_copy
-from repolm.server.engine import Engine
-from repolm.server.explain import explain_question
 from report import machine, write_report
 
+from repolm.assist.engine import Engine
+from repolm.assist.explain import explain_question
 from repolm.attention import kv_cache
 from repolm.config import load_config
 from repolm.model import LoadedModel, generate

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import sample_lines, single_lines
 from bench_steady import request, uncached_completer
 from corpora import CORPORA, indexed_copy
-from repolm.server.completion import Completer, Completion, CompletionRequest
 from report import machine, write_report
 
+from repolm.assist.completion import Completer, Completion, CompletionRequest
 from repolm.attention import kv_cache
 from repolm.model import LoadedModel
 from repolm.prompt import PromptRequest, build_prompt

@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import fresh_copy, repolm
-from repolm.training.metrics import bootstrap
 from report import machine
+
+from repolm.training.metrics import bootstrap
 
 HERE = Path(__file__).resolve().parent
 SCORES = ("edit_similarity", "identifier_f1", "exact_match")

@@ -36,8 +36,9 @@ from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpora import CORPORA, indexed_copy
-from repolm.server.completion import opens_block
 from report import machine, write_report
+
+from repolm.assist.completion import opens_block
 
 
 def sample_lines(root: Path, count: int, seed: int = 0) -> list[tuple[str, int, str]]:

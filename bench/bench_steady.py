@@ -30,12 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import cut_at_indentation, sample_lines
 from corpora import indexed_copy
-from repolm.server.completion import Completer, Completion, CompletionRequest, opens_block
-from repolm.server.engine import Engine
-from repolm.training.metrics import bootstrap, edit_similarity, exact_match
 from report import machine, write_report
 
+from repolm.assist.completion import Completer, Completion, CompletionRequest, opens_block
+from repolm.assist.engine import Engine
 from repolm.config import Config
+from repolm.training.metrics import bootstrap, edit_similarity, exact_match
 
 HERE = Path(__file__).resolve().parent
 WRITING = "writing"  # the completer's context for the chain of lines written one after another

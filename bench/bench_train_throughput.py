@@ -35,13 +35,13 @@ ARMS = ("stock", "repolm", "repolm-fp32")
 
 
 def dataset_rows(corpus: str, examples: int) -> tuple[list[dict], dict]:
-    from repolm.indexer.retrieval import Index
-    from repolm.training.finetune import raft_rows
-    from repolm.training.raft_dataset import RaftConfig, build_dataset
     from transformers import AutoTokenizer
 
     from repolm.config import load_config
+    from repolm.indexer.retrieval import Index
     from repolm.model import resolve_base
+    from repolm.training.finetune import raft_rows
+    from repolm.training.raft_dataset import RaftConfig, build_dataset
 
     repo = indexed_copy(corpus, HERE / ".cache" / f"throughput-{corpus}")
     config = load_config(repo)
@@ -75,8 +75,9 @@ def stock_trl(rows: list[dict], config: object, folder: Path) -> dict:
     """trl's SFTTrainer with its own collator and loss, fp32 and random batches."""
     from datasets import Dataset
     from peft import LoraConfig
-    from repolm.training.finetune import _load_base
     from trl import SFTConfig, SFTTrainer
+
+    from repolm.training.finetune import _load_base
 
     model, tokenizer = _load_base(dataclasses.replace(config, precision="fp32"))
     args = SFTConfig(

@@ -14,19 +14,21 @@ embedded, and an unreadable database is set aside and rebuilt with the vectors i
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from repolm.config import Config
+from filelock import FileLock, Timeout
 
-from .code_chunks import module_name, parse_code
+from repolm.config import Config, Progress
+
+from .code_chunks import parse_code
+from .code_source import module_name
 from .dense import Embedder
 from .discovery import SKIP_GENERATED, Discovery, FoundFile, discover, is_generated, read_source
 from .doc_chunks import doc_language, parse_doc
@@ -50,9 +52,6 @@ from .store import (
 )
 
 LOCK_NAME = "index.lock"
-
-# (stage, done, total) — the CLI draws a progress bar from it, the server sends $/progress.
-Progress = Callable[[str, int, int], None]
 
 
 class IndexBusyError(RuntimeError):
@@ -112,12 +111,16 @@ def parse_source(path: str, text: str, max_chunk_lines: int) -> tuple[str, Parse
 
 @contextmanager
 def index_lock(index_dir: Path) -> Iterator[None]:
-    with open(index_dir / LOCK_NAME, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise IndexBusyError(f"another `repolm index` is updating {index_dir}") from error
+    """Held for a whole update; a second one fails at once rather than waiting behind it."""
+    lock = FileLock(index_dir / LOCK_NAME)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout as error:
+        raise IndexBusyError(f"another `repolm index` is updating {index_dir}") from error
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def update_index(

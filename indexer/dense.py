@@ -85,7 +85,7 @@ class Embedder:
 
     @cached_property
     def dtype(self) -> str:
-        # bf16 matrix units make MiniLM ~3x faster on CPUs that have them, with cosine ≈ 1.0 to fp32.
+        # bf16 matrix units make MiniLM several times faster on CPUs that have them, cosine ≈ 1.0 to fp32.
         import torch
 
         return "bfloat16" if torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported() else "float32"
@@ -109,7 +109,7 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised vectors, in order. Large inputs are split over `threads` Python threads: one
         thread's tokenising and op dispatch (GIL-bound) then overlaps another's matrix work, without
-        touching torch's thread count (bench/bench_embedding.py: 122.4 → 133.7 chunks/s on 2 cores)."""
+        touching torch's thread count (docs/PERFORMANCE.md, Indexing)."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         piece = self.batch_size * 4
@@ -160,8 +160,8 @@ class DenseMatrix:
     """Exact inner-product search over normalised vectors, held in float16 by default.
 
     Scoring reads the whole matrix once per query, so its bytes set the time: half precision halves
-    them, and torch's float16 matrix-vector kernel beats its float32 one by more than that on this CPU
-    (bench/bench_index.py's latency section). float16 holds more significant bits (11) than the
+    them, and torch's float16 matrix-vector kernel beats its float32 one by more than that on a CPU
+    (docs/PERFORMANCE.md, Search). float16 holds more significant bits (11) than the
     bfloat16 model that computed the vectors (8), and the best candidates are ranked by float32 scores.
     """
 
@@ -176,8 +176,8 @@ class DenseMatrix:
         if len(self) == 0 or limit <= 0:
             return []
         # Scored by torch, not numpy: the query was just embedded by torch, whose OpenMP threads keep
-        # spinning for a while; numpy's OpenBLAS threads fighting them for 2 cores made p95 six times
-        # p50 (96 vs 16 ms on 45k vectors, measured), while torch reuses its own threads.
+        # spinning for a while; numpy's OpenBLAS threads fighting them for the cores made the slow
+        # queries several times the typical ones, while torch reuses its own threads.
         import torch
 
         vector = torch.from_numpy(query.astype(self.vectors.dtype))

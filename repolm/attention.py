@@ -1,16 +1,16 @@
 """Attention for short query blocks on the CPU, registered with transformers as `GROUPED_ATTENTION`.
 
 Decoding feeds one token per forward pass (a few more with a prompt-lookup draft) against a KV cache of
-hundreds of tokens. For one token against 800 keys torch's CPU SDPA kernel took 0.4-0.5 ms per layer
-in a measurement here, for about a million multiply-adds. Here the query heads that share a key/value
-head are stacked into one matrix, so attention is two small matmuls per key/value head: no repeated
-keys, no kernel set-up (0.065 ms in the same measurement). Long query blocks (a prompt's prefill) still
-go to SDPA, which is faster there. Measured end to end in `bench/bench_decode.py`.
+hundreds of tokens. For one token, about a million multiply-adds per layer, torch's CPU SDPA kernel
+spends most of its time repeating keys and setting itself up. Here the query heads that share a
+key/value head are stacked into one matrix, so attention is two small matmuls per key/value head: no
+repeated keys, no kernel set-up. Long query blocks (a prompt's prefill) still go to SDPA, which is faster
+there (docs/PERFORMANCE.md, Language server).
 
 The grouped matmuls run in fp32 on a KV cache kept in fp32 (`kv_cache`). In bf16 they go through
 oneDNN, which compiles a kernel for every new key length (a few milliseconds, and decoding meets a new
-length on every pass) and keeps each, about 1.3 MB, in its cache: the server's memory after one
-benchmark run grew from 1,208 to 2,002 MiB that way. fp32 matmuls use fixed BLAS kernels, and keys are
+length on every pass) and keeps each, about 1.3 MB, in its cache, so the server's memory grows with
+every length it meets. fp32 matmuls use fixed BLAS kernels, and keys are
 converted once, when cached, rather than on every pass.
 """
 
@@ -26,8 +26,8 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 GROUPED_ATTENTION = "repolm_grouped"
 
-# Query lengths up to this take the grouped path (a pass with a draft of 8 is 9). Against 800 keys on
-# the 2-core CPU, per layer: 16 queries 0.375 ms grouped vs 0.43 ms SDPA, 32 queries 0.862 vs 0.642 ms.
+# Query lengths up to this take the grouped path (a pass with a draft of 8 is 9); for longer blocks SDPA
+# is the faster (docs/PERFORMANCE.md, Language server).
 MAX_GROUPED_QUERIES = 16
 
 # KV cache buffers hold a whole number of steps with room for this many more tokens (a completion or

@@ -349,7 +349,7 @@ def _engine(repo: Path | None, file: Path | None = None):
     """The engine of --repo, else of the root found from FILE (or the current folder), and FILE's
     root-relative path with its text. A FILE outside that root (`..`, a symlink leading out, another
     folder) is refused before anything is read, and before the model code is imported (seconds)."""
-    from repolm.server.workspace import OutsideWorkspaceError, Workspace
+    from repolm.assist.workspace import OutsideWorkspaceError, Workspace
 
     root, config = _repo_and_config(repo or _find_root((file.parent if file else Path(".")).resolve()))
     relative, text = "", ""
@@ -361,7 +361,7 @@ def _engine(repo: Path | None, file: Path | None = None):
             raise CliError(str(error)) from error
         except (OSError, UnicodeDecodeError) as error:
             raise CliError(f"{file}: cannot read it as text ({error})") from error
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     return Engine(root, config), relative, text
 
@@ -372,7 +372,7 @@ def _complete(args: argparse.Namespace) -> int:
         raise CliError(f"{args.position}: expected FILE:LINE:COL")
     file, line, column = where
     engine, path, text = _engine(args.repo, file)
-    from repolm.server.completion import CompletionRequest, PositionError
+    from repolm.assist.completion import CompletionRequest, PositionError
 
     request = CompletionRequest(path, text, line - 1, column - 1)
     try:
@@ -391,7 +391,7 @@ def _complete(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     where = _file_position(args.target)
     engine, path, text = _engine(args.repo, where[0] if where else None)
-    from repolm.server.engine import NoIndexError
+    from repolm.assist.engine import NoIndexError
 
     buffers = {path: text} if where else {}
     try:
@@ -413,8 +413,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from repolm.server.ask import render_path
-    from repolm.server.engine import Engine, NoIndexError
+    from repolm.assist.ask import render_path
+    from repolm.assist.engine import Engine, NoIndexError
 
     root, config = _repo_and_config(args.repo)
     try:

@@ -13,17 +13,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 CONFIG_FILE = "repolm.toml"
 DEFAULT_INDEX_DIR = ".repolm"
+# Where trained adapters live under the index folder, and the link to the active one: the adapter
+# registry (repolm.training.registry) writes them and the server watches the link, so both read them here.
+ADAPTERS = "adapters"
+ACTIVE_LINK = "active"
 SEARCH_MODES = ("bm25", "dense", "hybrid")
 FUSIONS = ("rrf", "weighted")
 # The keys of repolm.training.finetune.PROFILES, and auto: standard on a CPU, full on a GPU.
 TRAIN_PROFILES = ("auto", "quick", "standard", "full")
 TASKS = ("completion", "explain", "plan")  # what a RAFT dataset can hold
+
+# How a long job reports its progress: (stage, done, total). The CLI draws a bar from it and the language
+# server sends $/progress. Declared here because every layer, the indexer included, may import the config.
+Progress = Callable[[str, int, int], None]
 
 
 class ConfigError(ValueError):
@@ -132,12 +141,11 @@ class IndexConfig(_Section):
     )
     # A local sentence-transformers folder; empty means the embedded MiniLM.
     embedding_model: str = setting("")
-    # Small batches keep MiniLM's activations in the CPU caches: 16 beat 64 (bench/bench_embedding.py).
+    # Small batches keep MiniLM's activations in the CPU caches (docs/PERFORMANCE.md, Indexing).
     embedding_batch_size: int = setting(16, low=1)
     embedding_threads: int = setting(2, low=1)  # Python threads sharing the embedder; see Embedder.encode
-    # The signature, docstring and first lines: most of the signal, at CPU speed. 96 instead of 128:
-    # Django's full index 353 -> 263 s (two runs), hybrid Recall@5 -0.3 points on Django and -1.5 on
-    # requests (docs/BENCHMARKS.md).
+    # The signature, docstring and first lines: most of the signal, at CPU speed. 96 rather than 128
+    # indexes a large repository much faster for little recall (docs/PERFORMANCE.md, Indexing).
     embedding_max_tokens: int = setting(96, low=1)
 
 
@@ -187,14 +195,13 @@ class ServeConfig(_Section):
     # On the CPU one forward pass over 8 tokens costs what a pass over 1 does.
     draft_tokens: int = setting(8, low=0)
     # Passes after the first read int8 copies of the weights where the CPU has the kernel, drafts then
-    # cut to 3 tokens (repolm.int8): explanation p50 and typing p95 0.62x of bf16's in one run, for
-    # about 155 MiB more memory once the first request asks (bench/bench_int8.py).
+    # cut to 3 tokens (repolm.int8): faster decoding for some memory, taken when the first request asks
+    # (docs/PERFORMANCE.md, Language server).
     int8_decoding: bool = setting(True)
     # KV caches of recent prompts kept for later requests (repolm.model._PromptCaches): a completion
     # that comes back after a hover's explanation, or from another file, reuses its place's cache.
     # For the embedded model on the CPU each holds 45 KiB per token of its buffer, 45 MiB for a full
-    # 768-token prompt; keeping 3 instead of 1 cost the server 124 and 214 MiB in two runs of
-    # bench/bench_prompt_caches.py.
+    # 768-token prompt (docs/PERFORMANCE.md, Language server).
     prompt_caches: int = setting(3, low=1)
 
 

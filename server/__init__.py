@@ -1,1 +1,1 @@
-"""The language server."""
+"""The language server: the LSP edge over the assist cores (`repolm.assist`)."""

@@ -33,16 +33,16 @@ from pygls.exceptions import (
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.uris import to_fs_path
+
+from repolm.assist.completion import Completion, CompletionRequest, Latest, PositionError
+from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
+from repolm.assist.explain import Explanation
+from repolm.assist.workspace import Workspace
+from repolm.config import Config, ConfigError, Progress, load_config
 from repolm.indexer.builder import IndexBusyError, IndexSummary
 
-from repolm.config import Config, ConfigError, load_config
-
-from .completion import Completion, CompletionRequest, Latest, PositionError
-from .engine import BackgroundIndexer, Engine, NoIndexError
-from .explain import Explanation
 from .settings import apply_settings
 from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id
-from .workspace import Workspace
 
 logger = logging.getLogger("repolm.server")
 
@@ -169,7 +169,7 @@ class RepolmServer(LanguageServer):
             column += 1
         return CompletionRequest(self.require_engine().workspace.relative(path), text, position.line, column)
 
-    def start_progress(self, title: str) -> Callable[[str, int, int], None]:
+    def start_progress(self, title: str) -> Progress:
         """Begin a work-done progress (when the client supports it); returns the `report` callback."""
         window = self.client_capabilities.window
         if not (window and window.work_done_progress):
@@ -214,9 +214,9 @@ server = RepolmServer()
 
 # Requests' engine work (retrieval, the model) runs on this one thread. Every Python thread that calls
 # into torch gets an OpenMP team of its own, and a team's workers spin for a while after each operation:
-# requests hopping between the default executor's threads left teams fighting for 2 cores (bench_server,
-# same code otherwise: typing p50 587.2 → 312.8 ms, explanation p50 3,972.4 → 2,199.9 ms). The model
-# serves one request at a time anyway (`LoadedModel.lock`).
+# requests hopping between the default executor's threads left teams fighting for the cores, which
+# nearly doubled latency (docs/PERFORMANCE.md, Language server). The model serves one request at a time
+# anyway (`LoadedModel.lock`).
 _ENGINE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repolm-engine")
 
 
@@ -315,7 +315,7 @@ def transport_error(ls: RepolmServer, params: Any) -> None:
 def initialized(ls: RepolmServer, params: types.InitializedParams) -> None:
     engine = ls.require_engine()
 
-    def progress() -> Callable[[str, int, int], None]:
+    def progress() -> Progress:
         return ls.start_progress("repolm: indexing")
 
     ls.indexer = BackgroundIndexer(engine, progress, ls.index_done)

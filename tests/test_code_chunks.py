@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from repolm.indexer.code_chunks import module_name, parse_code
+
+from repolm.indexer.code_chunks import parse_code
+from repolm.indexer.code_source import module_name
 from repolm.indexer.languages import CODE_LANGUAGES, language_for_path, parser_for
 from repolm.indexer.records import Import, ParsedFile, Reference, decorators_last
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from conftest import write_tree
+
+from repolm.assist.ask import answer, parse_plan, render_path
+from repolm.config import Config
 from repolm.indexer.builder import update_index
 from repolm.indexer.code_graph import INVERSES, CodeGraph, Edge, valid
 from repolm.indexer.retrieval import Index
-from repolm.server.ask import answer, parse_plan, render_path
 from repolm.training.eval_graph import hits_at_1, set_f1
 from repolm.training.graph_questions import planning_target, questions
-
-from repolm.config import Config
 
 SHAPES = '''"""Shapes and their areas."""
 
@@ -222,7 +222,7 @@ def test_ask_cli_prints_the_json_contract(tmp_path: Path, embedder) -> None:
 
 
 def test_explain_shows_checked_graph_paths(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     root = write_tree(tmp_path, FILES)
     update_index(root, Config(), embedder=embedder)

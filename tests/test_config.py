@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import run_repolm, write_tree
-from repolm.server.settings import apply_settings
 
 from repolm.config import Config, ConfigError, load_config
+from repolm.server.settings import apply_settings
 
 
 @pytest.mark.parametrize(
@@ -113,9 +113,8 @@ def test_the_cli_checks_its_flags_and_the_query(tmp_path: Path) -> None:
 
 
 def test_the_profile_choices_are_the_trainers_profiles() -> None:
-    from repolm.training.finetune import PROFILES, profile
-
     from repolm.config import TRAIN_PROFILES
+    from repolm.training.finetune import PROFILES, profile
 
     assert set(TRAIN_PROFILES) == {"auto", *PROFILES}
     assert profile("auto") is PROFILES["standard"]  # no GPU here: the CPU's profile

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 from conftest import write_tree
+
+from repolm.config import IndexConfig
 from repolm.indexer.discovery import (
     SKIP_BINARY,
     SKIP_EXCLUDED,
@@ -21,8 +23,6 @@ from repolm.indexer.discovery import (
     discover,
     read_source,
 )
-
-from repolm.config import IndexConfig
 
 
 def test_gitignore_nested_and_negated(tmp_path: Path) -> None:

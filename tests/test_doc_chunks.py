@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from repolm.indexer.doc_chunks import doc_language, parse_doc
 from repolm.indexer.records import Chunk
 

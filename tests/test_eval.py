@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import write_tree
+
+from repolm.assist.completion import retrieval_query
+from repolm.cli import main
+from repolm.config import Config
 from repolm.indexer.builder import update_index
 from repolm.indexer.retrieval import Index
-from repolm.server.completion import retrieval_query
 from repolm.training import metrics
 from repolm.training.eval_split import (
     EvalSplit,
@@ -22,9 +25,6 @@ from repolm.training.eval_split import (
 )
 from repolm.training.eval_targets import cursor_prefix, editor_position, file_lines, sample_targets
 from repolm.training.evaluate import IndexSearch
-
-from repolm.cli import main
-from repolm.config import Config
 
 # Held out by the file split (pinned below): shop/pricing.py, shop/inventory.py, app/api.py.
 FILES = {

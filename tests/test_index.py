@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_tree
-from repolm.indexer.builder import OUTDATED_NAME, update_index
+
+from repolm.config import Config
+from repolm.indexer.builder import OUTDATED_NAME, IndexBusyError, index_lock, update_index
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index, SearchFilter, reciprocal_rank_fusion, weighted_fusion
 from repolm.indexer.store import IndexFormatError, OutdatedIndexError, Store
-
-from repolm.config import Config
 
 REPO = {
     "shop/pricing.py": (
@@ -95,6 +95,16 @@ def test_build_search_and_graph(tmp_path: Path, embedder) -> None:
     cart = (tmp_path / "shop/cart.py").read_text()
     target = graph.definition_at("shop/cart.py", 8, cart.splitlines()[7].index("apply_discount") + 2, cart)
     assert target is not None and (target.path, target.name_line) == ("shop/pricing.py", 5)
+
+
+def test_a_second_index_run_is_refused_at_once_while_one_holds_the_lock(tmp_path: Path, embedder) -> None:
+    write_tree(tmp_path, REPO)
+    build(tmp_path, embedder)
+    (tmp_path / "shop/extra.py").write_text("def extra():\n    return 1\n")
+    busy = pytest.raises(IndexBusyError, match="another `repolm index` is updating")
+    with index_lock(Config().index_path(tmp_path)), busy:
+        build(tmp_path, embedder)
+    assert build(tmp_path, embedder).added == 1  # released: the next run goes ahead
 
 
 def test_filters_exclude_paths_and_line_ranges(tmp_path: Path, embedder) -> None:
@@ -224,7 +234,7 @@ def test_the_vector_cache_keeps_recent_unused_vectors_within_a_bound(tmp_path: P
 
 
 def test_the_server_warm_up_loads_the_vectors_before_the_first_search(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     write_tree(tmp_path, REPO)
     engine = Engine(tmp_path, Config())

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import run_repolm, write_tree
+
+from repolm.config import Config, ConfigError, IndexConfig, load_config
 from repolm.indexer.builder import update_index
 from repolm.indexer.store import Store
 from repolm.server.settings import apply_settings
 from repolm.training.registry import Registry
-
-from repolm.config import Config, ConfigError, IndexConfig, load_config
 
 MARKER = "REPOLM_INDEX"
 REPO = {
@@ -62,7 +62,7 @@ def test_every_caller_of_the_index_folder_gets_the_refusal(tmp_path: Path, monke
 
 
 def test_a_folder_repolm_did_not_create_is_refused(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     root, other = tmp_path / "repo", tmp_path / "photos"
     write_tree(root, REPO)

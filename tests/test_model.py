@@ -23,8 +23,8 @@ from repolm.model import (
     inference_dtype,
     load_gguf,
     load_model,
-    vocab_of,
 )
+from repolm.vocab import vocab_of
 
 PROMPT = "def fibonacci(n):\n    if n < 2:\n        return n\n"
 

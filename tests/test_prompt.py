@@ -165,3 +165,13 @@ def test_a_short_whole_snippet_keeps_its_place_and_those_after_it(tokenizer: Any
     constant = Document("pkg/consts.py", 3, 3, "TIMEOUT = 30\n", "pkg.consts.TIMEOUT")
     prompt = complete(tokenizer, 768, docs=(constant, UTIL))
     assert prompt.documents == (constant, UTIL)
+
+
+def test_plan_prompt_lists_the_relations_the_caller_names(tokenizer: Any) -> None:
+    # The contract knows no graph: the relation names come with the request, and one without them fails.
+    request = PromptRequest("plan", (), question="What calls double?", relations=("calls", "called_by"))
+    prompt = build_prompt(request, tokenizer, 256)
+    assert "Relations: calls, called_by.<|im_end|>" in prompt.text
+    assert prompt.text.endswith("Question: What calls double?<|im_end|>\n<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="relation names"):
+        build_prompt(PromptRequest("plan", (), question="What calls double?"), tokenizer, 256)

@@ -11,15 +11,15 @@ from typing import ClassVar
 
 import pytest
 from raft_fixture import HELD_OUT_FILE, TRAINING_FILES, write_fixture_repo
-from repolm.server.completion import Completer, CompletionRequest
+
+from repolm.assist.completion import Completer, CompletionRequest
+from repolm.config import ServeConfig, load_config
+from repolm.model import load_model
+from repolm.prompt import Document, PromptRequest, build_prompt
 from repolm.training.eval_split import is_held_out
 from repolm.training.raft_dataset import RaftConfig, build_dataset, read_jsonl, write_jsonl
 from repolm.training.raft_explain import ANSWER, quoted_spans
 from repolm.training.teacher import Teacher
-
-from repolm.config import ServeConfig, load_config
-from repolm.model import load_model
-from repolm.prompt import Document, PromptRequest, build_prompt
 
 P = 0.8
 CONFIG = RaftConfig(oracle_probability=P, completion_examples=100, explain_examples=30, plan_examples=20)
@@ -28,10 +28,10 @@ SERVE = ServeConfig(completion_budget=384, explain_budget=384)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, embedder):
-    from repolm.indexer.builder import update_index
-    from repolm.indexer.retrieval import Index
     from transformers import AutoTokenizer
 
+    from repolm.indexer.builder import update_index
+    from repolm.indexer.retrieval import Index
     from repolm.model import ensure_converted
 
     root = write_fixture_repo(tmp_path_factory.mktemp("raft") / "repo")
@@ -159,8 +159,8 @@ def test_completions_end_on_the_newline_token_the_file_has(built):
 def test_plan_examples_target_paths_that_reach_the_answers(built):
     """RoG planning: about training-split symbols only; the target's relation paths reach the answers."""
     index, tokenizer, examples, _, _ = built
-    from repolm.indexer.code_graph import CodeGraph
-    from repolm.server.ask import parse_plan
+    from repolm.assist.ask import parse_plan
+    from repolm.indexer.code_graph import RELATIONS, CodeGraph
 
     graph = CodeGraph.build(index)
     plans = [e for e in examples if e.task == "plan"]
@@ -171,7 +171,7 @@ def test_plan_examples_target_paths_that_reach_the_answers(built):
         planned = parse_plan(example.answer)
         assert planned and example.completion == example.answer + tokenizer.eos_token
         assert all(graph.follow(entity, plan) for plan in planned)
-        request = PromptRequest("plan", (), question=example.question)
+        request = PromptRequest("plan", (), question=example.question, relations=RELATIONS)
         assert build_prompt(request, tokenizer, 256).text == example.prompt
 
 

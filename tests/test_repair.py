@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import tantivy
 from conftest import run_repolm, write_tree
+
+from repolm.config import Config
 from repolm.indexer.builder import update_index
 from repolm.indexer.lexical import ANALYZER
 from repolm.indexer.retrieval import Index
 from repolm.indexer.status import index_status
 from repolm.indexer.store import IndexFormatError
-
-from repolm.config import Config
 
 REPO = {
     "shop/pricing.py": (
@@ -176,7 +176,7 @@ def test_a_database_damaged_inside_keeps_the_vectors_it_can_still_read(tmp_path:
 
 
 def test_the_server_treats_a_damaged_index_as_missing_and_repairs_it(tmp_path: Path, embedder) -> None:
-    from repolm.server.engine import BackgroundIndexer, Engine, NoIndexError
+    from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
 
     write_tree(tmp_path, REPO)
     update_index(tmp_path, Config(), embedder=embedder)

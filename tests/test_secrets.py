@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from repolm.indexer.secrets import REDACTION_MARKER, redact, redact_split
 
 # One planted example per kind (format-valid, not real). Key: (line template, secret substring).

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 from conftest import write_tree
-from repolm.indexer.builder import update_index
-from repolm.indexer.secrets import REDACTION_MARKER
 
 from repolm.config import Config
+from repolm.indexer.builder import update_index
+from repolm.indexer.secrets import REDACTION_MARKER
 
 SETTINGS = '''"""Settings of the app."""
 
@@ -42,7 +42,7 @@ QUESTION_SECRET = "Tr0ub4dor&3horse"
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, embedder):
-    from repolm.server.engine import Engine
+    from repolm.assist.engine import Engine
 
     root = write_tree(
         tmp_path_factory.mktemp("secrets"), {"app/settings.py": SETTINGS, "app/report.py": REPORT}
@@ -77,7 +77,7 @@ def test_card_of_a_url_constant_keeps_the_url_but_not_its_password(engine) -> No
 
 
 def test_ask_plans_from_the_question_without_its_secret(engine) -> None:
-    from repolm.server.ask import answer
+    from repolm.assist.ask import answer
 
     asked: list[str] = []
     question = f'Who calls connect when password = "{QUESTION_SECRET}"?'

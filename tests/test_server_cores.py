@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from repolm.server.completion import (
+
+from repolm.assist.completion import (
     Completer,
     CompletionRequest,
     Latest,
@@ -18,12 +19,11 @@ from repolm.server.completion import (
     steady_snippets,
     stop_rules,
 )
-from repolm.server.explain import SymbolCard, UseSite, verify
-from repolm.server.settings import apply_settings
-
+from repolm.assist.explain import SymbolCard, UseSite, verify
 from repolm.config import Config
 from repolm.model import StopRules, load_model
 from repolm.prompt import Document, Prompt
+from repolm.server.settings import apply_settings
 
 CHECKOUT = "from util.pricing import apply_discount\n\n\ndef member_total(price):\n    total = apply_\n"
 
@@ -156,6 +156,22 @@ def test_snippets_are_kept_per_file_and_index_generation() -> None:
     assert snippets("other.py", "generation 2") == {a, b}
     # Back in app.py, its own snippets are still candidates: kept, so its prompt's head is as it was.
     assert snippets("app.py", "generation 2") == {c, d}
+
+
+def test_repeated_requests_are_answered_from_a_least_recently_used_cache() -> None:
+    serve = replace(Config().serve, completion_max_tokens=1, completion_cache_size=2, prompt_caches=1)
+    completer = Completer(load_model(device="cpu"), serve)
+
+    def answered(line: str, path: str = "app.py") -> str:
+        return completer.complete(CompletionRequest(path, f"{line}\n", 0, len(line))).finish_reason
+
+    assert answered("a = 1") != "cached" and answered("b = 2") != "cached"
+    assert answered("a = 1") == "cached"  # and `a` is now the most recently used
+    assert answered("c = 3") != "cached"  # the cache holds two: `b`, the least recently used, goes
+    assert answered("a = 1") == "cached" and answered("b = 2") != "cached"
+    off = Completer(completer.model, replace(serve, completion_cache_size=0))
+    request = CompletionRequest("app.py", "a = 1\n", 0, 5)
+    assert off.complete(request).finish_reason != "cached" and off.complete(request).finish_reason != "cached"
 
 
 def test_a_completion_reports_its_prefill_within_its_generation() -> None:

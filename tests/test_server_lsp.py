@@ -20,8 +20,9 @@ import pytest_lsp
 from conftest import write_tree
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
-from repolm.server.lsp import in_thread
 from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING
+
+from repolm.server.lsp import in_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from lsp_peer import frame
+
 from repolm.server.transport import Framer, Rejected, request_id
 
 CAP = 64 * 1024

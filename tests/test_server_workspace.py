@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import write_tree
 from lsp_peer import SERVE, StdioPeer
-from repolm.server.workspace import OutsideWorkspaceError, Workspace
+
+from repolm.assist.workspace import OutsideWorkspaceError, Workspace
 
 
 def test_paths_are_judged_where_they_lead(tmp_path: Path) -> None:

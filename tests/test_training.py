@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from raft_fixture import write_fixture_repo
+
+from repolm.config import ServeConfig, load_config
 from repolm.training.finetune import CHECKPOINTS, RESULT_FILE, TrainConfig, train_raft
 from repolm.training.gate import decide
 from repolm.training.raft_dataset import RaftConfig, build_dataset, write_jsonl
 from repolm.training.registry import BusyError, Manifest, Registry, RegistryError
 from repolm.training.retrain import EXIT_BUSY, TrainOptions, retrain
-
-from repolm.config import ServeConfig, load_config
 
 TINY = TrainConfig(
     max_steps=2,
@@ -38,10 +38,10 @@ TINY = TrainConfig(
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, embedder) -> tuple[Path, Path]:
-    from repolm.indexer.builder import update_index
-    from repolm.indexer.retrieval import Index
     from transformers import AutoTokenizer
 
+    from repolm.indexer.builder import update_index
+    from repolm.indexer.retrieval import Index
     from repolm.model import ensure_converted
 
     root = write_fixture_repo(tmp_path_factory.mktemp("train") / "repo")
@@ -63,7 +63,8 @@ def test_cpu_training_produces_an_adapter_the_running_server_swaps_in(dataset, m
     """A trained adapter changes the model's output, and a server already running picks it up once it is
     promoted (the registry's `active` link), without a restart."""
     import torch
-    from repolm.server import engine as engine_module
+
+    from repolm.assist import engine as engine_module
 
     root, path = dataset
     config = load_config(root)

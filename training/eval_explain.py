@@ -1,6 +1,6 @@
 """Grounding checks for "explain this symbol", on documented symbols of the evaluation split.
 
-Explanations come from the real explain core (`repolm.server.explain.Explainer`) and are judged on what
+Explanations come from the real explain core (`repolm.assist.explain.Explainer`) and are judged on what
 the user would see (the verified text):
 
 - `cites_definition`: share of explanations citing the symbol's defining file at a line of its definition;
@@ -19,22 +19,19 @@ import builtins
 import keyword
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from repolm.assist.explain import Explainer, Explanation, is_name
+from repolm.config import Progress, ServeConfig
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Index
 from repolm.indexer.store import alive
-from repolm.server.explain import Explainer, Explanation, is_name
-
-from repolm.config import ServeConfig
 from repolm.model import LoadedModel
 from repolm.prompt import Document
 
 from .eval_split import EvalSplit
 from .eval_targets import CALLABLE_KINDS, read_redacted
-
-Progress = Callable[[str, int, int], None]
 
 _CITATION = re.compile(r"(?<![\w/.-])([\w.-]+(?:/[\w.-]+)*\.\w+):(\d+)")
 _FENCE = re.compile(r"```[\w+-]*\n?(.*?)```", re.DOTALL)

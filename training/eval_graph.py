@@ -16,19 +16,18 @@ connected), the share of questions whose plan includes a target relation path, a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from repolm.assist.ask import answer, model_planner
+from repolm.config import Progress
 from repolm.indexer.code_graph import CodeGraph, chunk_node_id, valid
 from repolm.indexer.retrieval import Index
-from repolm.server.ask import answer, model_planner
-
 from repolm.model import LoadedModel
 
 from . import metrics
 from .eval_split import EvalSplit
 from .graph_questions import GraphQuestion, questions
 
-Progress = Callable[[str, int, int], None]
 RETRIEVAL_K = 5
 METHODS = ("graph", "retrieval")
 RELATIONAL = frozenset({"callers", "implementers", "overrides", "tests"})

@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repolm.indexer.code_chunks import module_name, parse_code
+from repolm.config import Progress
+from repolm.indexer.code_chunks import parse_code
+from repolm.indexer.code_source import module_name
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import ParsedFile
 from repolm.indexer.retrieval import Index
@@ -51,8 +53,6 @@ _RECEIVERS = frozenset({"self", "cls", "this"})
 _BUILTINS = frozenset(dir(builtins))
 _COMMENT_MARKS = {"python": ("#",)}
 _C_COMMENT_MARKS = ("//", "/*", "*")
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

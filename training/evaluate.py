@@ -1,6 +1,6 @@
 """Offline evaluation: held-out completions through the real completion core, arm by arm, model by model.
 
-Every completion goes through `repolm.server.completion.Completer`, the code behind the editor's
+Every completion goes through `repolm.assist.completion.Completer`, the code behind the editor's
 completions, so the figures are what users get; arms differ only in the `search` callable injected:
 
 - `in_file`: no retrieval, the model sees the file before the cursor;
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from repolm.assist.completion import Completer, CompletionRequest
+from repolm.assist.engine import code_hits
+from repolm.config import Config, Progress, ServeConfig
 from repolm.indexer.builder import update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
 from repolm.indexer.retrieval import Index
-from repolm.server.completion import Completer, CompletionRequest
-from repolm.server.engine import code_hits
-
-from repolm.config import Config, ServeConfig
 from repolm.model import LoadedModel, load_model
 from repolm.prompt import Document
 
@@ -48,8 +48,6 @@ RETRIEVAL_ARMS = ("bm25", "dense", "hybrid")
 SCORES = ("exact_match", "edit_similarity", "identifier_f1")  # per target, each with a bootstrap CI
 RANKED = 10  # hits kept per query for acc@k and MRR
 BASE_MODEL = "base"
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -328,8 +326,8 @@ def adapter_loader(base: str | None = None, threads: int = 0) -> Callable[[str |
     """Loads the base model once; each call then swaps the requested adapter in (None: the plain base).
 
     `threads` > 0 overrides the runtime's one-thread-per-core: on a machine shared with other jobs,
-    fewer threads than cores avoids threads waiting on each other (measured 3× faster with 1 thread on a
-    2-core machine running two other processes).
+    fewer threads than cores keeps them from waiting on each other (the evaluation runs several times
+    faster on a busy machine).
     """
     loaded: LoadedModel | None = None
 

@@ -34,7 +34,8 @@ import torch
 
 from repolm.model import resolve_base
 
-from .raft_dataset import RaftConfig, read_jsonl
+from .raft_dataset import read_jsonl
+from .raft_examples import RaftConfig
 
 CHECKPOINTS = "checkpoints"
 RESULT_FILE = "train_result.json"

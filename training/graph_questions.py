@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from repolm.indexer.code_graph import CodeGraph, Node, RelationPath
-
 from repolm.prompt import PLAN_SEPARATOR
 
 MAX_PLANS = 3

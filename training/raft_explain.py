@@ -14,21 +14,28 @@ import ast
 import random
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from repolm.config import Progress
 from repolm.indexer.graph import Symbol
-
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
 from .eval_targets import CALLABLE_KINDS, oracle_chunk_ids
+from .raft_examples import (
+    DatasetStats,
+    Example,
+    TrainingSplit,
+    arrange,
+    example_rng,
+    fit_keeping_oracles,
+    pick_distractors,
+    prompted,
+)
 
 if TYPE_CHECKING:
-    from .raft_dataset import DatasetStats, Example, TrainingSplit
     from .teacher import Teacher
-
-Progress = Callable[[str, int, int], None]
 
 BEGIN, END = "##begin_quote##", "##end_quote##"
 ANSWER = "<ANSWER>:"
@@ -238,15 +245,6 @@ def explain_examples(
     stats: DatasetStats,
     progress: Progress,
 ) -> list[Example]:
-    from .raft_dataset import (
-        Example,
-        arrange,
-        example_rng,
-        fit_keeping_oracles,
-        pick_distractors,
-        prompted,
-    )
-
     config = split.config
     symbols = [
         s

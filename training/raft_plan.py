@@ -7,21 +7,16 @@ The prompt is the shared contract's `plan` task, exactly as `repolm ask` prompts
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from repolm.indexer.code_graph import CodeGraph
-
+from repolm.indexer.code_graph import RELATIONS, CodeGraph
 from repolm.prompt import PLAN_BUDGET, PromptRequest, build_prompt
 
 from .graph_questions import questions
-
-if TYPE_CHECKING:
-    from .raft_dataset import Example, TrainingSplit
+from .raft_examples import Example, TrainingSplit
 
 
 def plan_examples(split: TrainingSplit, tokenizer: Any) -> list[Example]:
-    from .raft_dataset import Example
-
     config = split.config
     if config.plan_examples <= 0:
         return []
@@ -29,7 +24,8 @@ def plan_examples(split: TrainingSplit, tokenizer: Any) -> list[Example]:
     asked = questions(graph, lambda node: split.allows(node.path), config.plan_examples, config.seed)
     examples = []
     for question in asked:
-        prompt = build_prompt(PromptRequest("plan", (), question=question.question), tokenizer, PLAN_BUDGET)
+        request = PromptRequest("plan", (), question=question.question, relations=RELATIONS)
+        prompt = build_prompt(request, tokenizer, PLAN_BUDGET)
         node = graph.nodes[question.entity]
         examples.append(
             Example(

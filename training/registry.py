@@ -7,7 +7,7 @@ Layout (under the index dir, `.repolm/` by default)::
       ACTIVE              the active adapter's name (one line; absent or empty: the plain base model)
       active -> <name>    a symlink to the active folder, for `[serve] adapter = ".repolm/adapters/active"`
       HISTORY             previously active names, oldest first ("" stands for the plain base model)
-      retrain.lock        held (fcntl) while a retrain runs
+      retrain.lock        held (a file lock) while a retrain runs
 
 ACTIVE and the `active` symlink are replaced atomically (write beside, then rename), so a server
 watching either never reads a half-written state.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import os
 import shutil
@@ -26,11 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
+from repolm.config import ACTIVE_LINK, ADAPTERS
 from repolm.indexer.index_dir import claim_index_dir
 
-ADAPTERS = "adapters"
 ACTIVE_FILE = "ACTIVE"
-ACTIVE_LINK = "active"
 HISTORY_FILE = "HISTORY"
 LOCK_FILE = "retrain.lock"
 MANIFEST = "manifest.json"
@@ -203,12 +203,12 @@ class Registry:
     def lock(self) -> Iterator[None]:
         """Held for a whole retrain; a second one fails at once (cron must not pile runs up)."""
         self._make_root()
-        with open(self.root / LOCK_FILE, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as error:
-                raise BusyError(f"another retrain is running ({self.root / LOCK_FILE} is locked)") from error
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(self.root / LOCK_FILE)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout as error:
+            raise BusyError(f"another retrain is running ({self.root / LOCK_FILE} is locked)") from error
+        try:
+            yield
+        finally:
+            lock.release()

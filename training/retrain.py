@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repolm.config import TASKS, Config, Progress
 from repolm.indexer.builder import IndexBusyError, update_index
 from repolm.indexer.retrieval import Index
-
-from repolm.config import TASKS, Config
 from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
 from .evaluate import BASE_MODEL, SCORES, EvalOptions, adapter_loader, evaluate
 from .finetune import Profile, TrainResult, profile, train_plain, train_raft
 from .gate import GATE_ARM, GateDecision, decide
-from .raft_dataset import RaftConfig, TrainingSplit, build_dataset, format_stats, write_jsonl
+from .raft_dataset import build_dataset, format_stats, write_jsonl
+from .raft_examples import RaftConfig, TrainingSplit
 from .registry import BusyError, Manifest, Registry
 from .teacher import teacher_from_settings
 
@@ -41,7 +41,6 @@ DATASET_FILE = "dataset.jsonl"
 EVAL_FILE = "eval.json"
 REPORT_FILE = "retrain_report.json"
 
-Progress = Callable[[str, int, int], None]
 Log = Callable[[str], None]
 
 

@@ -3,7 +3,7 @@
  * No `vscode` import, so the Node test can check it.
  */
 
-// Same shape as server/explain.py's _CITATION: a relative path with an extension, a colon, a line.
+// Same shape as repolm/assist/explain.py's _CITATION: a relative path with an extension, a colon, a line.
 const CITATION = /(?<![\w/.\-])((?:[\w.\-]+\/)*[\w.\-]+\.\w+):(\d+)(?:-(\d+))?(?!\w)/g;
 // Code the citation must not be rewritten in: fenced blocks, inline code, existing links.
 const PROTECTED = /```[\s\S]*?(?:```|$)|`[^`\n]*`|\[[^\]\n]*\]\([^)\n]*\)/g;

@@ -13,7 +13,7 @@ export interface SearchHit {
   score: number;
 }
 
-/** The answer of `repolm.explain` (server/explain.py `Explanation.to_json`, or a "not found" answer). */
+/** The answer of `repolm.explain` (repolm/assist/explain.py `Explanation.to_json`, or a "not found" answer). */
 export interface ExplainResult {
   card: null | {
     qualname: string;

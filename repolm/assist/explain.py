@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from repolm.indexer.graph import Symbol, SymbolGraph
-from repolm.indexer.secrets import redact
+from cachetools import LRUCache
 
 from repolm.config import ServeConfig
+from repolm.indexer.graph import Symbol, SymbolGraph
+from repolm.indexer.secrets import redact
 from repolm.model import Cancel, LoadedModel, generate
 from repolm.prompt import Document, PromptRequest, build_prompt
 
@@ -304,8 +304,7 @@ class Explainer:
     def __init__(self, model: LoadedModel | None, config: ServeConfig, cache_size: int = 64) -> None:
         self.model = model
         self.config = config
-        self._cache: OrderedDict[tuple[str, str], Explanation] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUCache[tuple[str, str], Explanation] = LRUCache(maxsize=cache_size)
         self._lock = threading.Lock()
 
     def explain(
@@ -330,9 +329,9 @@ class Explainer:
                 return Explanation(card, "", (), timings=timings)
             key = (cache_key, symbol.qualname)
             with self._lock:
-                if key in self._cache:
-                    self._cache.move_to_end(key)
-                    return self._cache[key]
+                cached = self._cache.get(key)
+            if cached is not None:
+                return cached
             mark = time.perf_counter()
             sources = gather_sources(graph, symbol, card, read_lines, docs)
             timings["gather"] = time.perf_counter() - mark
@@ -374,6 +373,4 @@ class Explainer:
         if generation.finish_reason != "cancelled":
             with self._lock:
                 self._cache[key] = result
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
         return result

@@ -14,13 +14,13 @@ import keyword
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from repolm.indexer.secrets import REDACTION_MARKER, redact_split
+from cachetools import LRUCache
 
 from repolm.config import ServeConfig
+from repolm.indexer.secrets import REDACTION_MARKER, redact_split
 from repolm.model import Cancel, LoadedModel, StopRules, generate
 from repolm.prompt import (
     Document,
@@ -144,8 +144,8 @@ def retrieval_query(prefix: str) -> str:
 
     The lines just above say what the user is doing; an import of a name used there says which module
     of the repository defines it, which is where retrieval should look. Imports the nearby code does
-    not use are left out: a test file importing dozens of names otherwise drowns the query (on requests,
-    bench/bench_eval.py's BM25 oracle-chunk MRR went from 0.084 to 0.174 when they were dropped). The line
+    not use are left out: a test file importing dozens of names otherwise drowns the query, and the
+    chunk the completion needs ranks much lower (docs/PERFORMANCE.md, Completion quality). The line
     being typed is left out on purpose: the query (hence the snippets at the head of the prompt) then
     stays the same for every keystroke on a line, so the model's KV cache is reused and only the new
     characters are run.
@@ -195,11 +195,9 @@ def steady_snippets(previous: Sequence[Document], candidates: Sequence[Document]
     Snippets open the prompt, so a new set costs a prefill of the whole prompt. When the user moves on to
     the next line, the query gains that line's names and the ranking shifts, mostly among snippets that
     all stay relevant; keeping the previous ones keeps the model's KV cache, and only the lines written
-    since are run. One is enough: in bench/bench_steady.py (requests, 111 next lines) requiring half of
-    them renewed the set on 9 lines, 8 of whose requests re-ran most of the prompt (the after-writing
-    p95), where requiring one renews it on 1, and the kept snippets scored as the line's own; over 8
-    lines written on they cost about 1.8 points of edit similarity against fresh ones, 0.8 under the
-    half rule (docs/BENCHMARKS.md). When the user goes elsewhere the candidates change wholesale and
+    since are run. One is enough: requiring more renews the set, and re-runs most of the prompt, on many
+    more lines, while kept snippets lose little quality against fresh ones (docs/PERFORMANCE.md,
+    Language server). When the user goes elsewhere the candidates change wholesale and
     the snippets follow; a new index generation starts afresh, and each recent file keeps its own.
     """
     if any(document in candidates for document in previous):
@@ -232,12 +230,14 @@ class Completer:
         self.model = model
         self.config = config
         self.search = search
-        self._cache: OrderedDict[str, Completion] = OrderedDict()
+        self._cache: LRUCache[str, Completion] = LRUCache(maxsize=config.completion_cache_size)
         self._cache_lock = threading.Lock()
         # The last snippets of each recent file, under (context, path): a reindex starts afresh, and coming
         # back from another file finds the prompt's head as it was, which the model's cache of that
         # prompt (repolm.model._PromptCaches) still holds. As many files as prompt caches are kept.
-        self._snippets: OrderedDict[tuple[str, str], Sequence[Document]] = OrderedDict()
+        self._snippets: LRUCache[tuple[str, str], Sequence[Document]] = LRUCache(
+            maxsize=max(1, config.prompt_caches)
+        )
 
     def clear_cache(self) -> None:
         """Forget the cached answers and the files' snippets: the next request starts cold."""
@@ -254,10 +254,9 @@ class Completer:
             return Completion("", multiline, "disabled", (), "", {})
         key = _cache_key(cache_key, request.path, prefix, suffix.split("\n", 1)[0], self.config)
         with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                cached = self._cache[key]
-                return Completion(cached.text, multiline, "cached", cached.documents, cached.query, {})
+            cached = self._cache.get(key)
+        if cached is not None:
+            return Completion(cached.text, multiline, "cached", cached.documents, cached.query, {})
         timings: dict[str, float] = {}
         started = time.perf_counter()
         # The buffer is the one text the index did not redact: from here on, the query, the prompt and
@@ -315,16 +314,12 @@ class Completer:
         with self._cache_lock:
             documents = steady_snippets(self._snippets.get(place, ()), candidates, k)
             self._snippets[place] = documents
-            self._snippets.move_to_end(place)
-            while len(self._snippets) > max(1, self.config.prompt_caches):
-                self._snippets.popitem(last=False)
         return documents
 
     def _remember(self, key: str, result: Completion) -> None:
         with self._cache_lock:
-            self._cache[key] = result
-            while len(self._cache) > self.config.completion_cache_size:
-                self._cache.popitem(last=False)
+            if self._cache.maxsize:  # a size of 0 turns the cache off (LRUCache would refuse the item)
+                self._cache[key] = result
 
 
 def _cache_key(context: str, path: str, prefix: str, line_suffix: str, config: ServeConfig) -> str:

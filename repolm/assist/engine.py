@@ -13,12 +13,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
+
+from repolm.config import ACTIVE_LINK, ADAPTERS, Config, Progress, ServeConfig
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder
@@ -26,9 +28,6 @@ from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
-from repolm.training.registry import ACTIVE_LINK, ADAPTERS
-
-from repolm.config import Config, ServeConfig
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
 
@@ -39,7 +38,6 @@ from .workspace import OutsideWorkspaceError, Workspace
 
 logger = logging.getLogger("repolm.server")
 
-Progress = Callable[[str, int, int], None]
 HOVER_PATHS = 6  # graph paths a hover shows
 ADAPTER_CHECK_SECONDS = 2.0  # how often a request may stat the adapter folder
 QUERY_CACHE_SIZE = 256
@@ -69,19 +67,16 @@ class CachingEmbedder(Embedder):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
         self._queries_lock = threading.Lock()
 
     def encode_query(self, text: str) -> np.ndarray:
         with self._queries_lock:
-            if text in self._queries:
-                self._queries.move_to_end(text)
-                return self._queries[text]
-        vector = super().encode_query(text)
-        with self._queries_lock:
-            self._queries[text] = vector
-            while len(self._queries) > QUERY_CACHE_SIZE:
-                self._queries.popitem(last=False)
+            vector = self._queries.get(text)
+        if vector is None:  # embedded outside the lock: other queries need not wait for this one
+            vector = super().encode_query(text)
+            with self._queries_lock:
+                self._queries[text] = vector
         return vector
 
 

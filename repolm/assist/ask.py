@@ -16,10 +16,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repolm.indexer.code_graph import INVERSES, CodeGraph, Edge, GraphPath, Node, RelationPath, valid
-from repolm.indexer.secrets import redact
-
 from repolm.config import ServeConfig
+from repolm.indexer.code_graph import (
+    INVERSES,
+    RELATIONS,
+    CodeGraph,
+    Edge,
+    GraphPath,
+    Node,
+    RelationPath,
+    valid,
+)
+from repolm.indexer.secrets import redact
 from repolm.model import LoadedModel, generate
 from repolm.prompt import PLAN_BUDGET, PLAN_SEPARATOR, Document, PromptRequest, build_prompt
 
@@ -116,7 +124,8 @@ def symbol_paths(graph: CodeGraph, qualname: str, limit: int) -> list[str]:
 
 def model_planner(model: LoadedModel) -> Planner:
     def plan(question: str) -> str:
-        prompt = build_prompt(PromptRequest("plan", (), question=question), model.tokenizer, PLAN_BUDGET)
+        request = PromptRequest("plan", (), question=question, relations=RELATIONS)
+        prompt = build_prompt(request, model.tokenizer, PLAN_BUDGET)
         return generate(model, prompt.input_ids, max_new_tokens=PLAN_MAX_TOKENS).text
 
     return plan
