@@ -11,7 +11,7 @@ from conftest import write_tree
 
 from repolm.assist.completion import retrieval_query
 from repolm.cli import main
-from repolm.config import Config
+from repolm.config import Config, ServeConfig
 from repolm.indexer.builder import update_index
 from repolm.indexer.retrieval import Index
 from repolm.training import metrics
@@ -191,7 +191,7 @@ def test_cursor_is_after_the_indentation_and_retrieval_never_sees_the_target_fil
     root, index = shop
     targets = sample_targets(index, EvalSplit("file"), limit=8, seed=0)
     for mode in ("bm25", "hybrid"):  # hybrid runs the dense retriever too
-        search = IndexSearch(index, mode)
+        search = IndexSearch(index, mode, ServeConfig())
         for target in targets:
             text = (root / target.path).read_text(encoding="utf-8")
             prefix = cursor_prefix(text, target.line, target.column)

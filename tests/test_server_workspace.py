@@ -55,11 +55,11 @@ def test_the_server_answers_in_every_workspace_folder_and_only_there(tmp_path: P
             return peer.request(id_, "textDocument/hover", where, timeout=60)["error"]["message"]
 
         # Without `initialized` there is no index: reaching that point means the document was accepted.
-        assert "no index" in hover(1, other / "lib.py")
+        assert "no repolm index" in hover(1, other / "lib.py")
         assert "outside the workspace" in hover(2, tmp_path / "elsewhere.py")
         removed = {"event": {"added": [], "removed": [folders[1]]}}
         peer.send({"method": "workspace/didChangeWorkspaceFolders", "params": removed})
         assert "outside the workspace" in hover(3, other / "lib.py")
-        assert "no index" in hover(4, root / "app.py")  # the root stays: it is what the server indexes
+        assert "no repolm index" in hover(4, root / "app.py")  # the root stays: it is what the server indexes
     finally:
         peer.close()
