@@ -35,6 +35,7 @@ from transformers.generation.candidate_generator import PromptLookupCandidateGen
 
 from repolm.attention import GROUPED_ATTENTION, kv_cache
 from repolm.int8 import NARROW_ROWS, Int8Switch, add_int8_copies
+from repolm.prompt import encode_prompt
 from repolm.vocab import Vocab, vocab_of
 
 DEFAULT_BASE = "smollm2-135m-instruct"
@@ -355,7 +356,7 @@ def _is_cancelled(cancel: Cancel) -> bool:
 
 def _encode(loaded: LoadedModel, prompt: str | Sequence[int]) -> list[int]:
     if isinstance(prompt, str):
-        return list(loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return encode_prompt(loaded.tokenizer, prompt)
     return list(prompt)
 
 

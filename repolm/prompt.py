@@ -159,6 +159,17 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """A prompt's token ids as the model reads them: after the start-of-text token its tokenizer puts
+    before every text (Gemma's and Llama's `<bos>`, without which they write garbage; SmolLM2's adds
+    none), unless the text already opens with it (a chat template writes it). Training tokenizes
+    prompts with this too."""
+    ids = _encode(tokenizer, text)
+    with_start, plain = tokenizer("x", add_special_tokens=True)["input_ids"], _encode(tokenizer, "x")
+    start = list(with_start[: len(with_start) - len(plain)]) if with_start[-len(plain) :] == plain else []
+    return ids if ids[: len(start)] == start else start + ids
+
+
 def _count(tokenizer: Any, text: str) -> int:
     return len(_encode(tokenizer, text))
 
@@ -290,7 +301,7 @@ def _build_completion(request: PromptRequest, tokenizer: Any, budget: int) -> Pr
         chosen, prefix = _select(documents, request, tokenizer, limit)
         text = _completion_text(chosen, request.path, prefix)
         cut = _healing_cut(text, len(text) - len(prefix), tokenizer)
-        input_ids = _encode(tokenizer, text[:cut])
+        input_ids = encode_prompt(tokenizer, text[:cut])
         if len(input_ids) <= budget or limit <= 0:
             break
         limit -= len(input_ids) - budget
@@ -365,7 +376,8 @@ def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Promp
     documents: list[Document] = []
 
     def fits(document: Document) -> bool:
-        return _count(tokenizer, _explain_text(tokenizer, request, [*documents, document])) <= budget
+        text = _explain_text(tokenizer, request, [*documents, document])
+        return len(encode_prompt(tokenizer, text)) <= budget
 
     for document in request.documents:
         fitted = _fit_document(document, fits)
@@ -374,7 +386,7 @@ def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Promp
         if fitted is not document:
             break
     text = _explain_text(tokenizer, request, documents)
-    input_ids = _encode(tokenizer, text)
+    input_ids = encode_prompt(tokenizer, text)
     if len(input_ids) > budget:
         raise ValueError(f"budget {budget} is too small for the question and instructions")
     return Prompt(text, input_ids, tuple(documents), "")
@@ -389,7 +401,7 @@ def _build_plan(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
         raise ValueError("a plan request needs the code graph's relation names (PromptRequest.relations)")
     instructions = f"{PLAN_INSTRUCTIONS}{', '.join(request.relations)}."
     text = _chat(tokenizer, instructions, f"Question: {request.question}")
-    input_ids = _encode(tokenizer, text)
+    input_ids = encode_prompt(tokenizer, text)
     if len(input_ids) > budget:
         raise ValueError(f"budget {budget} is too small for the question and instructions")
     return Prompt(text, input_ids, (), "")

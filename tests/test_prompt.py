@@ -175,3 +175,22 @@ def test_plan_prompt_lists_the_relations_the_caller_names(tokenizer: Any) -> Non
     assert prompt.text.endswith("Question: What calls double?<|im_end|>\n<|im_start|>assistant\n")
     with pytest.raises(ValueError, match="relation names"):
         build_prompt(PromptRequest("plan", (), question="What calls double?"), tokenizer, 256)
+
+
+def test_a_model_whose_tokenizer_starts_every_text_gets_that_token_once(tokenizer: Any) -> None:
+    """Gemma's and Llama's tokenizers put `<bos>` before every text and the models need it; SmolLM2's
+    adds nothing. A chat template that writes the token itself must not get it twice."""
+    from tokenizers.processors import TemplateProcessing
+
+    starting = copy.deepcopy(tokenizer)
+    start = starting.convert_tokens_to_ids("<|im_start|>")
+    starting._tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", start)]
+    )
+    assert starting("x")["input_ids"][0] == start and tokenizer("x")["input_ids"][0] != start
+    plain = complete(tokenizer, 2000)
+    assert complete(starting, 2000).input_ids == [start, *plain.input_ids]
+    assert len(complete(starting, 120).input_ids) <= 120
+    request = PromptRequest("explain", (UTIL,), question="What does double do?")
+    chat = build_prompt(request, starting, 2000).input_ids
+    assert chat == build_prompt(request, tokenizer, 2000).input_ids and chat[0] == start

@@ -33,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from repolm.model import resolve_base
+from repolm.prompt import encode_prompt, path_header
 
 from .raft_dataset import read_jsonl
 from .raft_examples import RaftConfig
@@ -138,7 +139,8 @@ def raft_rows(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: in
     """input_ids = prompt ids + completion ids; completion_mask marks the completion. (rows, dropped)"""
     rows, dropped = [], 0
     for example in examples:
-        prompt, completion = encode(tokenizer, example["prompt"]), encode(tokenizer, example["completion"])
+        prompt = encode_prompt(tokenizer, example["prompt"])
+        completion = encode(tokenizer, example["completion"])
         if len(prompt) + len(completion) > max_length or not completion:
             dropped += 1
             continue
@@ -150,11 +152,9 @@ def raft_rows(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: in
 
 def plain_rows(texts: Sequence[tuple[str, str]], tokenizer: Any, max_length: int) -> list[dict]:
     """Windows of `max_length` tokens over each file, under the same `# Path:` header the prompt uses."""
-    from repolm.prompt import path_header
-
     rows = []
     for path, text in texts:
-        ids = encode(tokenizer, f"{path_header(path)}{text}")
+        ids = encode_prompt(tokenizer, f"{path_header(path)}{text}")
         for start in range(0, len(ids), max_length):
             window = ids[start : start + max_length]
             if len(window) >= 16:  # a file's last few tokens teach nothing on their own
