@@ -364,8 +364,7 @@ def main() -> None:
     parser.add_argument(
         "--adapter",
         type=Path,
-        help="also complete with this LoRA adapter, e.g. bench/.cache/train-requests/.repolm/adapters/raft"
-        " after bench/bench_training.py",
+        help="also complete with this LoRA adapter folder, e.g. one `repolm train` made on the same corpus",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="repolm-bench-") as scratch:
