@@ -1,6 +1,6 @@
 """Configuration: defaults in code, overridden by `repolm.toml` at the repo root, then by the caller.
 
-The precedence chain (code < repolm.toml < CLI flags / LSP settings) is the one DESIGN.md promises;
+The precedence chain is code < repolm.toml < CLI flags / LSP settings (docs/ARCHITECTURE.md);
 callers apply their own overrides with `Config.with_overrides`.
 
 Every setting declares what it accepts next to its default (`setting(...)`: a range, a list of

@@ -1,4 +1,5 @@
-"""Imports run one way (DESIGN.md, Layers): a walk over every module's imports fails on a forbidden edge.
+"""Imports run one way (docs/ARCHITECTURE.md, Layers): a walk over every module's imports fails on a
+forbidden edge.
 
 The walk reads the source with `ast`, so it sees every import: at the top, inside functions and under
 TYPE_CHECKING. Folders map to import names as pyproject's package-dir says (indexer/ is repolm.indexer).

@@ -2,7 +2,7 @@
  * Plain-text shapes of the server's command answers (no `vscode` import; the Node test uses these).
  */
 
-/** One hit of `repolm.search` (the `search --json` contract in DESIGN.md). */
+/** One hit of `repolm.search` (the `search --json` contract in the README). */
 export interface SearchHit {
   path: string;
   start_line: number;
