@@ -3,7 +3,7 @@ the vector cache.
 
     python bench/bench_index.py [--corpora requests django] [--queries 0] [--out bench/results/index.json]
 
-Every figure printed here comes from this run on this machine; `docs/BENCHMARKS.md` quotes them with
+Every figure printed here comes from this run on this machine; `docs/PERFORMANCE.md` quotes them with
 this command. Timings are medians over repeats because the machine is shared and noisy.
 """
 

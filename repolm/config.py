@@ -145,7 +145,7 @@ class IndexConfig(_Section):
     embedding_batch_size: int = setting(16, low=1)
     embedding_threads: int = setting(2, low=1)  # Python threads sharing the embedder; see Embedder.encode
     # The signature, docstring and first lines: most of the signal, at CPU speed. 96 rather than 128
-    # indexes a large repository much faster for little recall (docs/PERFORMANCE.md, Indexing).
+    # indexes a large repository much faster for little recall (bench/NOTES.md, Indexing).
     embedding_max_tokens: int = setting(96, low=1)
 
 

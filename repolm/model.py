@@ -231,7 +231,7 @@ class LoadedModel:
         """Serve `adapter` (None: the plain base) merged into a fresh copy of the base weights.
 
         A merged LoRA costs nothing per token, where an unmerged one slows every token of every request
-        (docs/PERFORMANCE.md, Training). The copy comes from the converted
+        (bench/NOTES.md, Training). The copy comes from the converted
         cache (about a second) before the lock is taken, so requests keep being answered meanwhile, and
         merging into fresh weights, never unmerging, keeps repeated swaps from drifting the base.
         """
@@ -264,7 +264,7 @@ def _merged(model: Any, adapter: Path | None) -> Any:
 def inference_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the hardware computes it natively, fp32 elsewhere.
 
-    On a CPU with AVX512-BF16 a bf16 prefill is several times faster than fp32 (docs/PERFORMANCE.md,
+    On a CPU with AVX512-BF16 a bf16 prefill is several times faster than fp32 (bench/NOTES.md,
     Language server); without native support bf16 is emulated and slower, so fp32 stays the CPU default.
     """
     if device.type == "cuda" or (device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()):

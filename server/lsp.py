@@ -215,7 +215,7 @@ server = RepolmServer()
 # Requests' engine work (retrieval, the model) runs on this one thread. Every Python thread that calls
 # into torch gets an OpenMP team of its own, and a team's workers spin for a while after each operation:
 # requests hopping between the default executor's threads left teams fighting for the cores, which
-# nearly doubled latency (docs/PERFORMANCE.md, Language server). The model serves one request at a time
+# nearly doubled latency (bench/NOTES.md, Language server). The model serves one request at a time
 # anyway (`LoadedModel.lock`).
 _ENGINE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repolm-engine")
 

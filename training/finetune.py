@@ -82,7 +82,7 @@ class Profile:
 
 
 # quick: minutes on a 2-core CPU (CI, a first look); standard: what a nightly `repolm retrain` runs on a
-# CPU, at most 45 minutes of training on 2 cores (docs/PERFORMANCE.md); full: a GPU.
+# CPU, at most 45 minutes of training on 2 cores (docs/PERFORMANCE.md, Training); full: a GPU.
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         RaftConfig(completion_examples=160, explain_examples=40, plan_examples=40),

@@ -145,7 +145,7 @@ def retrieval_query(prefix: str) -> str:
     The lines just above say what the user is doing; an import of a name used there says which module
     of the repository defines it, which is where retrieval should look. Imports the nearby code does
     not use are left out: a test file importing dozens of names otherwise drowns the query, and the
-    chunk the completion needs ranks much lower (docs/PERFORMANCE.md, Completion quality). The line
+    chunk the completion needs ranks much lower (bench/NOTES.md, Completion quality). The line
     being typed is left out on purpose: the query (hence the snippets at the head of the prompt) then
     stays the same for every keystroke on a line, so the model's KV cache is reused and only the new
     characters are run.
