@@ -109,6 +109,15 @@ def test_training_in_either_precision_gives_an_adapter_that_loads(dataset, tmp_p
     assert difference.item() > 1e-3
 
 
+def test_training_stops_when_its_minutes_run_out_and_keeps_an_adapter(dataset, tmp_path):
+    _, path = dataset
+    budget = dataclasses.replace(TINY, max_steps=50, max_minutes=1e-6, save_steps=50)
+    result = train_raft(path, tmp_path / "timed", budget)
+    assert result.steps == 1 and result.stopped_by_time
+    assert (tmp_path / "timed" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "timed" / CHECKPOINTS / "checkpoint-1").is_dir()
+
+
 def _launch(dataset: Path, output: Path) -> list[str]:
     arguments = ["--dataset", str(dataset), "--output", str(output), "--max-steps", "3", "--save-steps", "1"]
     arguments += ["--batch-size", "1", "--max-length", "200"]

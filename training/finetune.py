@@ -31,6 +31,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from transformers import TrainerCallback
 
 from repolm.model import resolve_base
 from repolm.prompt import encode_prompt, path_header
@@ -66,6 +67,9 @@ class TrainConfig:
         "down_proj",
     )
     save_steps: int = 50
+    # Training stops after this many minutes even short of max_steps (None: no limit), so a profile's
+    # promise holds on a slower or busier machine than the one its steps were sized on.
+    max_minutes: float | None = None
     logging_steps: int = 5
     seed: int = 0
     precision: str = "auto"  # auto (bf16 where the hardware has it, else fp32) | bf16 | fp32
@@ -91,7 +95,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "standard": Profile(
         RaftConfig(completion_examples=1200, explain_examples=100, plan_examples=100),
-        TrainConfig(max_steps=160, batch_size=4, gradient_accumulation=1, save_steps=40),
+        TrainConfig(max_steps=160, batch_size=4, gradient_accumulation=1, save_steps=40, max_minutes=45),
         eval_limit=150,
     ),
     "full": Profile(RaftConfig(), TrainConfig(), eval_limit=300),
@@ -121,6 +125,7 @@ class TrainResult:
     dropped_rows: int  # longer than max_length
     device: str
     precision: str  # what the run computed in: bf16 (autocast) or fp32
+    stopped_by_time: bool  # max_minutes ran out before max_steps
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -253,6 +258,22 @@ def _sft_config(config: TrainConfig, checkpoints: Path) -> Any:
     )
 
 
+class TimeBudget(TrainerCallback):
+    """Ends training, saving a checkpoint, once `minutes` have passed since this run began."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60
+        self.started = time.monotonic()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.started = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if time.monotonic() - self.started >= self.seconds:
+            control.should_training_stop = True
+            control.should_save = True
+
+
 def last_checkpoint(checkpoints: Path) -> Path | None:
     found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
@@ -289,6 +310,7 @@ def train_rows(
         processing_class=tokenizer,
         peft_config=lora,
         data_collator=AnswerCollator(tokenizer.pad_token_id),
+        callbacks=[TimeBudget(config.max_minutes)] if config.max_minutes else None,
     )
     start_from = last_checkpoint(checkpoints) if resume else None
     resumed_step = int(start_from.name.split("-")[-1]) if start_from else 0
@@ -313,6 +335,7 @@ def train_rows(
         dropped_rows=dropped,
         device="cuda" if _has_cuda() else "cpu",
         precision="bf16" if uses_bf16(config.precision) else "fp32",
+        stopped_by_time=int(output.global_step) < config.max_steps,
         config=dataclasses.asdict(config),
     )
     (adapter_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
