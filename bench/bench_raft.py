@@ -3,6 +3,7 @@ oracle on held-out files of real repositories, paired per target, per repository
 
     python bench/bench_raft.py [--corpora httpx jinja2 werkzeug] [--profile standard] [--steps N]
                                [--limit 150] [--models base plain raft] [--arms in_file hybrid oracle]
+                               [--reuse] [--budget TOKENS]
                                [--out bench/results/raft.json]
 
 For each corpus (a pinned PyPI sdist, downloaded and copied fresh), as a user would: `repolm index`,
@@ -36,24 +37,38 @@ DEFAULT_CORPORA = ("httpx", "jinja2", "werkzeug")
 
 @dataclass(frozen=True)
 class Comparison:
-    """`top` minus `bottom` (model, arm), target by target; `oracle_only`: over targets with oracles."""
+    """`top` minus `bottom` (model, arm), target by target, over the targets whose record has `only` (a
+    field) set: `oracle_chunks` (the line uses repository code defined elsewhere) or `oracle_supplies`
+    (its oracle chunks hold a name the line needs and the code before the cursor lacks)."""
 
     name: str
     top: tuple[str, str]
     bottom: tuple[str, str]
-    oracle_only: bool = False
+    only: str = ""
     goal: float | None = None  # the edit-similarity difference the pooled mean must reach (interval > 0)
     floor: float | None = None  # or the lowest it may fall to (no forgetting)
 
 
 COMPARISONS = (
-    Comparison("RAFT: oracle − in-file", ("raft", "oracle"), ("raft", "in_file"), True, goal=0.05),
+    Comparison("RAFT: oracle − in-file", ("raft", "oracle"), ("raft", "in_file"), "oracle_chunks", goal=0.05),
+    Comparison(
+        "RAFT: oracle − in-file, oracle supplies a name",
+        ("raft", "oracle"),
+        ("raft", "in_file"),
+        "oracle_supplies",
+    ),
     Comparison("RAFT: hybrid − in-file", ("raft", "hybrid"), ("raft", "in_file"), goal=0.02),
     Comparison("hybrid: RAFT − plain LoRA", ("raft", "hybrid"), ("plain", "hybrid"), goal=0.0),
     Comparison("hybrid: RAFT − base", ("raft", "hybrid"), ("base", "hybrid"), goal=0.0),
     Comparison("in-file: RAFT − base", ("raft", "in_file"), ("base", "in_file"), floor=-0.01),
-    Comparison("base: oracle − in-file", ("base", "oracle"), ("base", "in_file"), True),
-    Comparison("plain LoRA: oracle − in-file", ("plain", "oracle"), ("plain", "in_file"), True),
+    Comparison("base: oracle − in-file", ("base", "oracle"), ("base", "in_file"), "oracle_chunks"),
+    Comparison(
+        "base: oracle − in-file, oracle supplies a name",
+        ("base", "oracle"),
+        ("base", "in_file"),
+        "oracle_supplies",
+    ),
+    Comparison("plain LoRA: oracle − in-file", ("plain", "oracle"), ("plain", "in_file"), "oracle_chunks"),
 )
 
 
@@ -67,31 +82,42 @@ def train(repo: Path, name: str, profile: str, steps: int | None, plain: bool) -
     return manifest
 
 
+def reused(repo: Path, name: str) -> dict | None:
+    """The manifest of the adapter an earlier run trained in this copy, if it finished."""
+    manifest = repo / ".repolm" / "adapters" / name / "manifest.json"
+    return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+
+
 def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
-    repo = fresh_copy(corpus, HERE / ".cache" / f"raft-{corpus}")
+    folder = HERE / ".cache" / f"raft-{corpus}"
+    repo = folder if args.reuse and (folder / ".repolm").is_dir() else fresh_copy(corpus, folder)
     started = time.perf_counter()
     repolm("index", str(repo), "--json")
     index_seconds = round(time.perf_counter() - started, 1)
-    trained = {
-        name: train(repo, name, args.profile, args.steps, plain=name == "plain")
-        for name in ("raft", "plain")
-        if name in args.models
-    }
+    trained = {}
+    for name in ("raft", "plain"):
+        if name in args.models:
+            earlier = reused(repo, name) if args.reuse else None
+            trained[name] = earlier or train(repo, name, args.profile, args.steps, plain=name == "plain")
+    settings = repo / "repolm.toml"  # the evaluation's prompt budget, as a user would set it
+    settings.unlink(missing_ok=True)
+    if args.budget:
+        settings.write_text(f"[serve]\ncompletion_budget = {args.budget}\n", encoding="utf-8")
     work = HERE / ".cache" / "raft-eval"  # each run's full evaluation (records, its own report)
-    evaluation_file = work / f"{corpus}.json"
+    evaluation_file = work / f"{corpus}{f'-{args.budget}' if args.budget else ''}.json"
     adapters = [f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained]
     started = time.perf_counter()
     repolm(
         "eval", "--repo", str(repo), "--arms", *args.arms, "--limit", str(args.limit), "--explain", "0",
         "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed), *adapters,
-        "--json", str(evaluation_file), "--report", str(work / corpus),
+        "--json", str(evaluation_file), "--report", str(evaluation_file.with_suffix("")),
     )  # fmt: skip
     evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
     return {
         "index_seconds": index_seconds,
         "eval_seconds": round(time.perf_counter() - started, 1),
         "dataset": trained["raft"]["dataset"] if "raft" in trained else None,
-        "train": {name: {**m["train"], "wall_seconds": m["wall_seconds"]} for name, m in trained.items()},
+        "train": {name: {**m["train"], "wall_seconds": m.get("wall_seconds")} for name, m in trained.items()},
         "targets": evaluation["targets"],
         "table": {
             model: {arm: {s: result["arms"][arm][s] for s in SCORES} for arm in args.arms}
@@ -105,7 +131,7 @@ def differences(records: list[dict], comparison: Comparison, score: str) -> list
     (top_model, top_arm), (bottom_model, bottom_arm) = comparison.top, comparison.bottom
     values = []
     for record in records:
-        if comparison.oracle_only and not record.get("oracle_chunks"):
+        if comparison.only and not record.get(comparison.only):
             continue
         models = record["models"]
         try:
@@ -119,7 +145,7 @@ def compare(corpora: dict[str, dict], seed: int) -> list[dict]:
     """Each comparison's paired differences per corpus and pooled (all corpora's targets together)."""
     rows = []
     for comparison in COMPARISONS:
-        row: dict = {"name": comparison.name, "oracle_only": comparison.oracle_only, "per_corpus": {}}
+        row: dict = {"name": comparison.name, "only": comparison.only, "per_corpus": {}}
         pooled: dict[str, list[float]] = {score: [] for score in SCORES}
         for corpus, result in corpora.items():
             found = {score: differences(result["records"], comparison, score) for score in SCORES}
@@ -146,7 +172,7 @@ def verdict(comparison: Comparison, row: dict) -> str | None:
     pooled = row["pooled"]["edit_similarity"]
     if comparison.goal is not None:
         met = pooled["mean"] >= comparison.goal and pooled["ci_low"] > 0
-        if comparison.oracle_only:
+        if comparison.only:
             met = met and all(c["edit_similarity"]["mean"] > 0 for c in row["per_corpus"].values())
         return "met" if met else "not met"
     if comparison.floor is not None:
@@ -205,7 +231,8 @@ def write_html(result: dict, folder: Path) -> Path:
     parts = [f"<h1>RAFT benchmark</h1><p><code>{command}</code><br>{result['machine']}</p>"]
     for corpus, data in result["corpora"].items():
         parts.append(f"<h2>{corpus}</h2><p>{data['targets']['n']} targets, {data['targets']['with_oracle']}"
-                     " with oracle chunks</p><table border=1 cellpadding=3><tr><th>model</th><th>arm</th>"
+                     f" with oracle chunks, {data['targets']['oracle_supplies']} whose oracle supplies a name"
+                     " the file lacks</p><table border=1 cellpadding=3><tr><th>model</th><th>arm</th>"
                      + "".join(f"<th>{s}</th>" for s in SCORES) + "</tr>")  # fmt: skip
         for model, arms in data["table"].items():
             for arm, scores in arms.items():
@@ -235,6 +262,14 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", default=["in_file", "hybrid", "oracle"])
     parser.add_argument("--threads", type=int, default=2, help="inference threads for the evaluation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep each corpus's copy and the adapters an earlier run finished there (evaluate again only)",
+    )
+    parser.add_argument(
+        "--budget", type=int, help="the evaluation's completion prompt budget (default: the serving default)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "raft.json")
     args = parser.parse_args()
     command = " ".join(["python", "bench/bench_raft.py", *sys.argv[1:]])

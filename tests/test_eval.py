@@ -233,6 +233,16 @@ def test_completion_metrics_on_hand_computed_cases() -> None:
     assert metrics.identifier_f1("a", "b") == 0.0
 
 
+def test_the_oracle_supplies_only_names_the_code_before_the_cursor_lacks() -> None:
+    before = "from .auth import sign\n\ndef send(request):\n    "
+    oracle = ["def sign(request, key):\n    return hmac(key)\n", "class Signer:\n    pass\n"]
+    line = "return sign(request, key=Signer.default_key)"
+    # `sign` and `request` are already in the file; `default_key` is in neither place.
+    assert metrics.supplied_identifiers(line, before, oracle) == ["Signer", "key"]
+    assert metrics.supplied_identifiers(line, before + line, oracle) == []
+    assert metrics.supplied_identifiers(line, before, []) == []
+
+
 def test_retrieval_metrics() -> None:
     relevant = frozenset({7, 9})
     assert metrics.first_relevant_rank([3, 9, 7], relevant) == 2
@@ -297,6 +307,9 @@ def test_repolm_eval_end_to_end(tmp_path: Path, capsys) -> None:
         differences = [arms["hybrid"][score] - arms["in_file"][score] for arms in arms_of]
         assert stats["mean"] == pytest.approx(sum(differences) / len(differences), abs=1e-4)
         assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+    supplied = [record for record in result["records"] if record["oracle_supplies"]]
+    assert all(record["oracle_chunks"] for record in supplied)
+    assert result["targets"]["oracle_supplies"] == len(supplied)
     assert base["explain"]["n"] == 1
     assert base["explain"]["quotes_verbatim"] in (None, 1.0)
     assert all(record["path"] in HELD_OUT for record in result["records"])

@@ -196,6 +196,12 @@ def summarize_arm(arm: str, targets: Sequence[Target], outcomes: Sequence[Outcom
     return summary
 
 
+def _oracle_supplies(target: Target, text: str, documents: Sequence[Document]) -> list[str]:
+    """Identifiers of the target line that its oracle chunks hold and the code before the cursor lacks."""
+    before = cursor_prefix(text, target.line, target.column)
+    return metrics.supplied_identifiers(target.expected, before, [d.text for d in documents])
+
+
 def evaluate(
     root: Path,
     config: Config,
@@ -228,7 +234,10 @@ def evaluate(
 
     code_graph = CodeGraph.build(index) if options.graph_limit > 0 else None  # shared by the models
     results: dict[str, dict] = {}
-    records = [{**t.to_json(), "models": {}} for t in targets]
+    records = [
+        {**t.to_json(), "oracle_supplies": _oracle_supplies(t, texts[t.path], oracle_docs[t]), "models": {}}
+        for t in targets
+    ]
     for name, adapter in models.items():
         model = load(adapter)
         arms: dict[str, dict] = {}
@@ -283,6 +292,7 @@ def evaluate(
             "n": len(targets),
             "by_kind": {k: sum(t.kind == k for t in targets) for k in sorted({t.kind for t in targets})},
             "with_oracle": sum(bool(t.oracle_chunks) for t in targets),
+            "oracle_supplies": sum(bool(r["oracle_supplies"]) for r in records),
         },
         "models": results,
         "gate": {name: _gate_mean(result["arms"]) for name, result in results.items()},

@@ -5,6 +5,8 @@ Pure functions over strings and numbers, so each is pinned by hand-computed case
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -15,6 +17,8 @@ from rapidfuzz.distance import Levenshtein
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BOOTSTRAP_RESAMPLES = 1000
+# Words a model knows without reading anything: Python's keywords and builtins (`return`, `len`).
+_COMMON_WORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 
 
 def exact_match(prediction: str, target: str) -> float:
@@ -40,6 +44,14 @@ def identifier_f1(prediction: str, target: str) -> float:
         return 0.0
     precision, recall = common / sum(predicted.values()), common / sum(expected.values())
     return 2 * precision * recall / (precision + recall)
+
+
+def supplied_identifiers(target: str, before: str, context: Sequence[str]) -> list[str]:
+    """The target's identifiers that the context holds and the code before the cursor does not: what
+    reading the context can add (CrossCodeEval's test for a line that needs cross-file context)."""
+    seen = set(IDENTIFIER.findall(before)) | _COMMON_WORDS
+    offered = {name for text in context for name in IDENTIFIER.findall(text)}
+    return sorted({name for name in IDENTIFIER.findall(target) if name in offered and name not in seen})
 
 
 def first_relevant_rank(ranked: Sequence[int], relevant: frozenset[int]) -> int | None:
