@@ -24,7 +24,9 @@ from .retriever_pairs import Pair
 
 @dataclass(frozen=True)
 class RetrieverTrainConfig:
-    epochs: float = 1.0
+    # On requests (461 pairs): 1 epoch lifted held-out completion acc@5 from 0.30 to 0.36, 3 epochs to
+    # 0.38; 2 epochs at twice the rate on 801 pairs (lookahead 2) also reached 0.38.
+    epochs: float = 3.0
     max_steps: int = 0  # > 0: stop after this many steps (tests, quick runs)
     batch_size: int = 32  # queries per step; each also brings its positive and hard negative
     learning_rate: float = 5e-5
