@@ -150,6 +150,26 @@ def update_index(
                 return _open_and_update(root, config, index_dir, embedder, report, clock, [repair])
 
 
+def embed_generation(root: Path, config: Config, embedder: Embedder, progress: Progress | None = None) -> int:
+    """Give every chunk and summary of the published generation a vector from `embedder`, beside the
+    vectors of the embedder in use (nothing is published or pruned): a candidate retriever is evaluated,
+    and a promoted one served, from these. Returns how many texts were embedded."""
+    index_dir = config.index_path(root.resolve())
+    report = progress or (lambda stage, done, total: None)
+    with _write_errors(index_dir), index_lock(index_dir):
+        store = Store.open(index_dir)
+        try:
+            generation = store.current_generation
+            chunks = {
+                c.hash: c.chunk.embedding_text for c in store.chunks_without_vector(generation, embedder.name)
+            }
+            todo = chunks | store.summaries_without_vector(generation, embedder.name)
+            _embed_missing(store, embedder, todo, report)
+        finally:
+            store.close()
+    return len(todo)
+
+
 def _open_and_update(
     root: Path,
     config: Config,
@@ -267,7 +287,7 @@ def _update(
     with clock("embedding"):
         # Every chunk and summary of the generation without a vector from this embedder: the new ones,
         # and all of them once the embedding model or its token cap changed, even when no file did.
-        embedder = embedder or Embedder.from_config(config.index)
+        embedder = embedder or Embedder.for_repo(root, config)
         store.rename_vectors(embedder.legacy_name, embedder.name)
         embedded = generation if changed else current
         # Keyed by the stored hash, which lookups join on: one vector per content, and found again even

@@ -12,11 +12,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
-from repolm.config import IndexConfig
+from repolm.config import ACTIVE_LINK, ADAPTERS, RETRIEVER_MODEL, RETRIEVERS, Config, IndexConfig
 
 from .records import EMBEDDING_TEXT_VERSION
 
@@ -59,13 +59,19 @@ class Embedder:
         self.threads = max(1, threads)
 
     @classmethod
-    def from_config(cls, config: IndexConfig) -> Embedder:
+    def from_config(cls, config: IndexConfig, model_path: str | None = None) -> Self:
+        """The configured embedder; `model_path` (when given) in place of `config.embedding_model`."""
         return cls(
-            config.embedding_model,
+            config.embedding_model if model_path is None else model_path,
             config.embedding_max_tokens,
             config.embedding_batch_size,
             config.embedding_threads,
         )
+
+    @classmethod
+    def for_repo(cls, root: Path, config: Config) -> Self:
+        """The embedder a repository's index uses: see `retriever_path`."""
+        return cls.from_config(config.index, retriever_path(root, config))
 
     @cached_property
     def name(self) -> str:
@@ -122,6 +128,21 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+def active_retriever_link(root: Path, config: Config) -> Path:
+    """Where the retriever registry (repolm.training.registry) links its active retriever."""
+    return config.index_path(root) / ADAPTERS / RETRIEVERS / ACTIVE_LINK
+
+
+def retriever_path(root: Path, config: Config) -> str:
+    """The embedding model folder for the repository at `root`: `[index] embedding_model` when set, else
+    the registry's active fine-tuned retriever, else "" (the embedded MiniLM). The link is resolved here,
+    so one embedder keeps one model (and one vector key) even if a promotion moves the link meanwhile."""
+    if config.index.embedding_model:
+        return config.index.embedding_model
+    model = active_retriever_link(root, config) / RETRIEVER_MODEL
+    return str(model.resolve()) if model.is_dir() else ""
 
 
 def folder_digest(folder: Path) -> str:

@@ -145,7 +145,7 @@ class Index:
     @property
     def query_embedder(self) -> Embedder:
         if self.embedder is None:
-            self.embedder = Embedder.from_config(self.config.index)
+            self.embedder = Embedder.for_repo(self.root, self.config)
         return self.embedder
 
     @property

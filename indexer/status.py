@@ -27,7 +27,7 @@ def index_status(root: Path, config: Config) -> dict[str, object]:
         )
         last = store.summary()
         vectors = store.cached_vectors()
-        problems = _problems(store, generation, chunks, config) if generation else []
+        problems = _problems(store, generation, chunks, root, config) if generation else []
     except sqlite3.DatabaseError as error:
         raise database_error(error, index_dir) from error
     finally:
@@ -50,7 +50,7 @@ def index_status(root: Path, config: Config) -> dict[str, object]:
     }
 
 
-def _problems(store: Store, generation: int, chunks: int, config: Config) -> list[str]:
+def _problems(store: Store, generation: int, chunks: int, root: Path, config: Config) -> list[str]:
     """What is wrong with the published generation's stores: its Tantivy folder, and its vectors
     under the embedder in use."""
     problems = []
@@ -59,7 +59,7 @@ def _problems(store: Store, generation: int, chunks: int, config: Config) -> lis
     except DamagedIndexError as error:
         problems.append(str(error))
     try:
-        embedder = Embedder.from_config(config.index)
+        embedder = Embedder.for_repo(root, config)
         model = store.vector_model((embedder.name, embedder.legacy_name))
     except EmbeddingModelError as error:
         return [*problems, f"{error}; fix index.embedding_model"]

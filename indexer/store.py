@@ -427,24 +427,37 @@ class Store:
         """How many vectors the cache holds, of every embedder."""
         return int(self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
+    def pin_vectors(self, models: list[str]) -> None:
+        """Keep the vectors of these embedders (besides the one in use) through `prune_vectors`: the
+        retriever registry pins the one a rollback would return to, so that it needs no re-embedding."""
+        with _transaction(self.db):
+            _set_meta(self.db, "pinned_vectors", json.dumps(sorted(set(models))))
+
+    def pinned_vectors(self) -> list[str]:
+        raw = _meta_value(self.db, "pinned_vectors")
+        return json.loads(raw) if raw else []
+
     def prune_vectors(self, model: str) -> int:
-        """Keep the cache within twice as many vectors as there are chunk rows: past that, drop the
-        oldest of those that no chunk row uses under `model` (old contents, other embedders) until it
-        holds 1.5 times as many. Unused vectors are kept at all because a branch switched back, or an
-        edit undone, finds its vectors again. The check only counts rows, which SQLite does from two
-        small indexes, so it runs after every update; the drop reads every chunk row, so it waits for
-        the bound. Returns how many were dropped."""
+        """Keep the cache within twice as many vectors as there are chunk rows, per embedder kept (the
+        one in use, `model`, and the pinned ones): past that, drop the oldest of those that no chunk row
+        uses under a kept embedder (old contents, other embedders) until it holds 1.5 times as many. Unused
+        vectors are kept at all because a branch switched back, or an edit undone, finds its vectors
+        again. The check only counts rows, which SQLite does from two small indexes, so it runs after
+        every update; the drop reads every chunk row, so it waits for the bound. Returns how many were
+        dropped."""
+        kept = sorted({model, *self.pinned_vectors()})
         (chunks,) = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()
         cached = self.cached_vectors()
-        if cached <= 2 * chunks:
+        if cached <= 2 * chunks * len(kept):
             return 0
         used = "SELECT hash FROM chunks UNION SELECT summary_hash FROM chunks WHERE summary_hash != ''"
+        marks = ",".join("?" * len(kept))
         with _transaction(self.db):
             # rowid order is insertion order: INSERT OR REPLACE gives a re-embedded vector a new rowid.
             dropped = self.db.execute(
                 "DELETE FROM embeddings WHERE rowid IN (SELECT rowid FROM embeddings"
-                f" WHERE NOT (model = ? AND hash IN ({used})) ORDER BY rowid LIMIT ?)",
-                (model, cached - 3 * chunks // 2),
+                f" WHERE NOT (model IN ({marks}) AND hash IN ({used})) ORDER BY rowid LIMIT ?)",
+                (*kept, cached - 3 * chunks * len(kept) // 2),
             ).rowcount
         return int(dropped)
 

@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         "--graph", type=int, default=30, help="relational questions for graph-grounded answers (default: 30)"
     )
     evaluate.add_argument("--threads", type=int, default=0, help="inference threads (default: one per core)")
+    evaluate.add_argument(
+        "--embedding-model",
+        metavar="PATH|base",
+        help="retrieve with this sentence-transformers folder (base: the embedded MiniLM); default: the"
+        " active fine-tuned retriever, else the embedded model",
+    )
     evaluate.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     evaluate.add_argument(
         "--report", type=Path, metavar="DIR", help="HTML report folder (default: INDEX_DIR/eval)"
@@ -156,10 +162,18 @@ def _training_parsers(commands: argparse._SubParsersAction) -> None:
             sub.add_argument(
                 "--limit", type=int, help="evaluation targets for the gate (default: the profile's)"
             )
+            sub.add_argument(
+                "--retriever-only",
+                action="store_true",
+                help="only fine-tune the retriever, gate it on held-out retrieval and promote it if better",
+            )
         sub.set_defaults(run=_train if command == "train" else _retrain)
     adapters = commands.add_parser("adapters", help="list, activate or roll back trained adapters")
     adapters.add_argument("action", choices=("list", "activate", "rollback"))
     adapters.add_argument("name", nargs="?", help="the adapter to activate")
+    adapters.add_argument(
+        "--retriever", action="store_true", help="the fine-tuned retrievers instead of the LoRA adapters"
+    )
     adapters.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
     adapters.add_argument("--json", action="store_true", help="print the listing as JSON")
     adapters.set_defaults(run=_adapters)
@@ -167,8 +181,16 @@ def _training_parsers(commands: argparse._SubParsersAction) -> None:
 
 def _train_options(args: argparse.Namespace, config: Config, mode: str) -> object:
     from repolm.training.retrain import TrainOptions
+    from repolm.training.retriever import RetrieverOptions
+    from repolm.training.retriever_train import RetrieverTrainConfig
 
     extra = {"eval_limit": args.limit} if getattr(args, "limit", None) else {}
+    only = getattr(args, "retriever_only", False)
+    if mode == "raft" and (config.train.retriever or only):
+        # With --retriever-only, --name and --max-steps are the retriever's.
+        steps = RetrieverTrainConfig(max_steps=args.max_steps or 0) if only else RetrieverTrainConfig()
+        retriever = RetrieverOptions(args.name if only else "", train=steps, eval_limit=args.limit or 200)
+        extra |= {"retriever": retriever, "retriever_only": only}
     return TrainOptions(args.profile or config.train.profile, mode, args.name, args.max_steps, **extra)
 
 
@@ -206,6 +228,8 @@ def _adapters(args: argparse.Namespace) -> int:
     from repolm.training.registry import Registry, RegistryError
 
     root, config = _repo_and_config(args.repo)
+    if args.retriever:
+        return _retrievers(args, root, config)
     registry = Registry(config.index_path(root))
     try:
         if args.action == "activate":
@@ -226,6 +250,47 @@ def _adapters(args: argparse.Namespace) -> int:
     except RegistryError as error:
         raise CliError(str(error)) from error
     return 0
+
+
+def _retrievers(args: argparse.Namespace, root: Path, config: Config) -> int:
+    from repolm.training.registry import RegistryError
+    from repolm.training.retriever import activate_retriever, retriever_registry, rollback_retriever
+
+    registry = retriever_registry(root, config)
+    try:
+        if args.action == "activate":
+            if not args.name:
+                raise CliError("adapters activate --retriever takes a retriever NAME")
+            if args.name not in registry.names():
+                raise RegistryError(f"no retriever named {args.name!r} in {registry.root}")
+            activate_retriever(root, config, registry, args.name)
+            print(f"active retriever: {args.name}")
+        elif args.action == "rollback":
+            print(f"active retriever: {rollback_retriever(root, config, registry) or 'the embedded model'}")
+        else:
+            active = registry.active()
+            rows = [
+                {"name": name, "active": name == active, **_retriever_row(registry.manifest(name))}
+                for name in registry.names()
+            ]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for row in [] if args.json else rows:
+                mark = "*" if row["active"] else " "
+                print(f"{mark} {row['name']}  completion acc@5 {row['acc@5']}  promoted {row['promoted']}")
+    except RegistryError as error:
+        raise CliError(str(error)) from error
+    return 0
+
+
+def _retriever_row(manifest: dict) -> dict[str, object]:
+    completion = manifest.get("eval_metrics", {}).get("candidate", {}).get("completion", {})
+    return {
+        "created": manifest.get("created"),
+        "acc@5": completion.get("acc@5"),
+        "mrr": completion.get("mrr"),
+        "promoted": manifest.get("gate", {}).get("promote"),
+    }
 
 
 def _repo_and_config(path: Path) -> tuple[Path, Config]:
@@ -438,6 +503,11 @@ def _eval(args: argparse.Namespace) -> int:
     from .progress import progress_bar
 
     root, config = _repo_and_config(args.repo)
+    if args.embedding_model:
+        from repolm.indexer.dense import embedded_model_path
+
+        model = str(embedded_model_path()) if args.embedding_model == "base" else args.embedding_model
+        config = config.with_overrides("index", embedding_model=model)
     arms = tuple(args.arms or ARMS)
     if unknown := [arm for arm in arms if arm not in ARMS]:
         raise CliError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")

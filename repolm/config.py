@@ -24,6 +24,13 @@ DEFAULT_INDEX_DIR = ".repolm"
 # registry (repolm.training.registry) writes them and the server watches the link, so both read them here.
 ADAPTERS = "adapters"
 ACTIVE_LINK = "active"
+# Fine-tuned retrievers (embedding models) live in their own registry inside the adapters area, with
+# the same ACTIVE/active/HISTORY layout: the indexer embeds with the active one when
+# `[index] embedding_model` is empty, and the server reloads its embedder when the link changes.
+RETRIEVERS = "retrievers"
+# A retriever's model sits in this subfolder: the model folder's content is its vectors' cache key, and
+# the manifest beside it changes after evaluation.
+RETRIEVER_MODEL = "model"
 SEARCH_MODES = ("bm25", "dense", "hybrid")
 FUSIONS = ("rrf", "weighted")
 # The keys of repolm.training.finetune.PROFILES, and auto: standard on a CPU, full on a GPU.
@@ -139,7 +146,8 @@ class IndexConfig(_Section):
             ".eggs",
         )
     )
-    # A local sentence-transformers folder; empty means the embedded MiniLM.
+    # A local sentence-transformers folder; empty means the active fine-tuned retriever
+    # (`repolm train-retriever`), else the embedded MiniLM.
     embedding_model: str = setting("")
     # Small batches keep MiniLM's activations in the CPU caches (docs/PERFORMANCE.md, Indexing).
     embedding_batch_size: int = setting(16, low=1)
@@ -224,6 +232,8 @@ class TrainSection(_Section):
     teacher_model: str = setting("")
     # The name of the environment variable holding the key, never the key.
     teacher_api_key_env: str = setting("")
+    # `repolm retrain` also fine-tunes the retriever (gated on held-out retrieval) before the adapter.
+    retriever: bool = setting(True)
 
 
 @dataclass(frozen=True)

@@ -358,7 +358,7 @@ def run_evaluation(
     root: Path, config: Config, options: EvalOptions, progress: Progress | None = None, threads: int = 0
 ) -> dict:
     """Bring the index up to date, then evaluate: what `repolm eval` does."""
-    embedder = Embedder.from_config(config.index)  # one for the update and the queries: a load costs seconds
+    embedder = Embedder.for_repo(root, config)  # one for the update and the queries: a load costs seconds
     update_index(root, config, embedder, progress)
     index = Index.open(root, config, embedder)
     load = adapter_loader(config.serve.model or None, threads)

@@ -8,6 +8,7 @@ Layout (under the index dir, `.repolm/` by default)::
       active -> <name>    a symlink to the active folder, for `[serve] adapter = ".repolm/adapters/active"`
       HISTORY             previously active names, oldest first ("" stands for the plain base model)
       retrain.lock        held (a file lock) while a retrain runs
+      retrievers/         fine-tuned embedding models (sentence-transformers folders), same layout
 
 ACTIVE and the `active` symlink are replaced atomically (write beside, then rename), so a server
 watching either never reads a half-written state.
@@ -27,14 +28,16 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from repolm.config import ACTIVE_LINK, ADAPTERS
+from repolm.config import ACTIVE_LINK, ADAPTERS, RETRIEVER_MODEL, RETRIEVERS
 from repolm.indexer.index_dir import claim_index_dir
 
 ACTIVE_FILE = "ACTIVE"
 HISTORY_FILE = "HISTORY"
 LOCK_FILE = "retrain.lock"
 MANIFEST = "manifest.json"
-RESERVED = frozenset({ACTIVE_FILE, ACTIVE_LINK, HISTORY_FILE, LOCK_FILE})
+RESERVED = frozenset({ACTIVE_FILE, ACTIVE_LINK, HISTORY_FILE, LOCK_FILE, RETRIEVERS})
+ADAPTER_MARKER = "adapter_config.json"  # the file that makes a folder an adapter (PEFT writes it)
+RETRIEVER_MARKER = f"{RETRIEVER_MODEL}/modules.json"  # ... a retriever (see RETRIEVER_MODEL)
 
 
 class RegistryError(RuntimeError):
@@ -68,6 +71,26 @@ class Manifest:
         return asdict(self)
 
 
+@dataclass
+class RetrieverManifest:
+    """What a fine-tuned retriever was trained from and how it did (`repolm train-retriever`)."""
+
+    name: str
+    base_model: str  # the folder it was fine-tuned from
+    vector_key: str  # its embedder's key in the index's vector cache (Embedder.name)
+    index_generation: int
+    git_commit: str | None
+    pairs_hash: str
+    created: str = field(default_factory=_now)
+    pairs: dict[str, Any] = field(default_factory=dict)  # PairStats
+    train: dict[str, Any] = field(default_factory=dict)  # steps, seconds, loss
+    eval_metrics: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -75,8 +98,16 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 class Registry:
-    def __init__(self, index_dir: Path) -> None:
-        self.root = index_dir / ADAPTERS
+    """Adapters by default; `Registry.retrievers` gives the fine-tuned retrievers' registry."""
+
+    def __init__(self, index_dir: Path, area: tuple[str, ...] = (ADAPTERS,), marker: str = ADAPTER_MARKER):
+        self.index_dir = index_dir
+        self.root = index_dir.joinpath(*area)
+        self.marker = marker
+
+    @classmethod
+    def retrievers(cls, index_dir: Path) -> Registry:
+        return cls(index_dir, (ADAPTERS, RETRIEVERS), RETRIEVER_MARKER)
 
     def path(self, name: str) -> Path:
         if not name or "/" in name or name.startswith(".") or name in RESERVED:
@@ -92,8 +123,8 @@ class Registry:
 
     def _make_root(self) -> None:
         # The registry lives in the index folder, which only repolm's own folders may be (ConfigError).
-        claim_index_dir(self.root.parent)
-        self.root.mkdir(exist_ok=True)
+        claim_index_dir(self.index_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def new_name(self, mode: str) -> str:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
@@ -109,7 +140,7 @@ class Registry:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and not p.is_symlink() and (p / "adapter_config.json").is_file()
+            if p.is_dir() and not p.is_symlink() and (p / self.marker).is_file()
         )
 
     def manifest(self, name: str) -> dict[str, Any]:
@@ -118,7 +149,7 @@ class Registry:
         except (OSError, ValueError):
             return {}
 
-    def write_manifest(self, manifest: Manifest) -> None:
+    def write_manifest(self, manifest: Manifest | RetrieverManifest) -> None:
         atomic_write(self.path(manifest.name) / MANIFEST, json.dumps(manifest.to_json(), indent=2) + "\n")
 
     def active(self) -> str | None:

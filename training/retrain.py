@@ -1,8 +1,11 @@
 """`repolm train` and `repolm retrain`: index → RAFT dataset → LoRA → evaluation → gated promotion.
 
 `retrain` is meant for cron. It holds the registry lock for the whole run, brings the index up to date
-(incremental), trains a candidate, evaluates it against the active adapter (or the base model) on the
-evaluation split, and promotes it only if the gate says it is better beyond noise. Exit codes:
+(incremental), fine-tunes the retriever first (`[train] retriever`; its own gate on held-out retrieval,
+see training/retriever.py) so that the adapter's dataset is retrieved as serving will retrieve, then
+trains a candidate adapter, evaluates it against the active adapter (or the base model) on the
+evaluation split, and promotes it only if the gate says it is better beyond noise. Exit codes (of the
+adapter's decision; with `retriever_only`, of the retriever's):
 
     0  promoted            3  trained and evaluated, not promoted (the active adapter stays)
     1  error               4  busy: another retrain (or an index update) holds the lock
@@ -30,6 +33,7 @@ from .gate import GATE_ARM, GateDecision, decide
 from .raft_dataset import build_dataset, format_stats, write_jsonl
 from .raft_examples import RaftConfig, TrainingSplit
 from .registry import BusyError, Manifest, Registry
+from .retriever import RetrieverOptions, retrain_retriever, retriever_registry
 from .teacher import teacher_from_settings
 
 EXIT_PROMOTED = 0
@@ -52,6 +56,8 @@ class TrainOptions:
     max_steps: int | None = None  # overrides the profile
     eval_limit: int | None = None  # completion targets the gate is measured on (default: the profile's)
     eval_arms: tuple[str, ...] = ("in_file", GATE_ARM)
+    retriever: RetrieverOptions | None = None  # None: no retriever step (`[train] retriever = false`)
+    retriever_only: bool = False
 
 
 @dataclass
@@ -64,6 +70,7 @@ class RetrainReport:
     active_after: str | None = None
     gate: dict[str, Any] = field(default_factory=dict)
     adapter_dir: str = ""
+    retriever: dict[str, Any] | None = None  # the retriever step's RetrieverReport, when it ran
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,6 +204,20 @@ def _retrain_locked(
     before = registry.active()
     summary = update_index(root, config, progress=progress)
     log(f"index up to date (generation {summary.generation})")
+    retriever = _retriever_step(root, config, options, log, progress)
+    if options.retriever_only:
+        if retriever is None:
+            raise ValueError("[index] embedding_model names a fixed model: there is no retriever to train")
+        code = EXIT_PROMOTED if retriever["promoted"] else EXIT_NOT_PROMOTED
+        return RetrainReport(
+            code,
+            retriever["name"],
+            retriever["promoted"],
+            retriever["reason"],
+            before,
+            before,
+            retriever=retriever,
+        )
     manifest, _ = train_adapter(root, config, options, registry, log, progress)
     evaluation, incumbent = evaluate_candidate(root, config, registry, manifest.name, options, progress)
     folder = registry.path(manifest.name)
@@ -208,8 +229,20 @@ def _retrain_locked(
     if decision.promote:
         registry.activate(manifest.name)
     report = _report(decision, manifest.name, before, registry.active(), str(folder))
+    report.retriever = retriever
     (folder / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _retriever_step(
+    root: Path, config: Config, options: TrainOptions, log: Log, progress: Progress | None
+) -> dict[str, Any] | None:
+    """Fine-tune, gate and maybe promote the retriever; None when there is none to train: the step is
+    off, or `[index] embedding_model` pins a model that a promotion would not replace."""
+    if options.retriever is None or config.index.embedding_model:
+        return None
+    registry = retriever_registry(root, config)
+    return retrain_retriever(root, config, options.retriever, registry, log, progress).to_json()
 
 
 def eval_metrics(evaluation: dict, name: str) -> dict[str, Any]:

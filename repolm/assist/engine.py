@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from cachetools import LRUCache
 
-from repolm.config import ACTIVE_LINK, ADAPTERS, Config, Progress, ServeConfig
+from repolm.config import ACTIVE_LINK, ADAPTERS, RETRIEVER_MODEL, Config, Progress, ServeConfig
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.code_graph import CodeGraph
-from repolm.indexer.dense import Embedder
+from repolm.indexer.dense import Embedder, active_retriever_link
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Hit, Index, SearchFilter
@@ -81,7 +81,8 @@ class CachingEmbedder(Embedder):
 
 
 class AdapterWatch:
-    """Notices when the adapter at a path changes: a new folder behind a symlink or rewritten files."""
+    """Notices when the adapter (or retriever) at a path changes: a new folder behind a symlink or
+    rewritten files."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -127,6 +128,7 @@ class Engine:
         self._model: LoadedModel | None = None
         self._model_lock = threading.Lock()
         self._adapter = AdapterWatch(self._adapter_path(config))
+        self._retriever = AdapterWatch(self._retriever_path(config))
         self._code_graph: tuple[int, CodeGraph] | None = None  # (generation, graph)
         self._graph_lock = threading.Lock()  # guards _code_graph
         self._graph_build_lock = threading.Lock()  # one build at a time
@@ -140,13 +142,15 @@ class Engine:
     @property
     def embedder(self) -> CachingEmbedder:
         if self._embedder is None:
-            self._embedder = CachingEmbedder.from_config(self.config.index)
+            self._embedder = CachingEmbedder.for_repo(self.root, self.config)
         return self._embedder
 
     def index(self) -> Index | None:
         """The open index, opening it on first use; None while the workspace has none or a damaged one
         (`index_problem` says which; a damaged one is handed to `request_repair`)."""
         with self._index_lock:
+            if self._retriever.changed():
+                self._switch_retriever()
             if self._index is None:
                 try:
                     self._index = Index.open(self.root, self.config, self.embedder)
@@ -155,6 +159,17 @@ class Engine:
                     return None
                 self.index_problem = None
             return self._index
+
+    def _switch_retriever(self) -> None:
+        """A retriever was promoted or rolled back: queries need its embedder and the index its vectors,
+        which the promotion wrote before moving the link. Completions cached under the old snippets go."""
+        logger.info("repolm: the retriever changed; reloading the embedder")
+        if self._index is not None:
+            self._index.close()
+        self._index = None
+        self._embedder = None
+        if self.completer is not None:
+            self.completer.clear_cache()
 
     def _require_index(self) -> Index:
         index = self.index()
@@ -229,6 +244,7 @@ class Engine:
                 self._index = None
                 if old.index.embedding_model != config.index.embedding_model:
                     self._embedder = None
+                self._retriever = AdapterWatch(self._retriever_path(config))
         with self._model_lock:
             if self._model is None:
                 return
@@ -250,10 +266,16 @@ class Engine:
             return str(path if path.is_absolute() else self.root / path)
         return str(config.index_path(self.root) / ADAPTERS / ACTIVE_LINK)
 
+    def _retriever_path(self, config: Config) -> str:
+        """The registry's active retriever model, watched unless `[index] embedding_model` fixes one."""
+        if config.index.embedding_model:
+            return ""
+        return str(active_retriever_link(self.root, config) / RETRIEVER_MODEL)
+
     def _context_key(self) -> str:
         """What cached answers depend on besides the request: the index generation and the adapter."""
         index = self._index
-        return f"{index.generation if index else 0}|{self._adapter.stamp}"
+        return f"{index.generation if index else 0}|{self._adapter.stamp}|{self._retriever.stamp}"
 
     # -- paths -------------------------------------------------------------------------------------
 
