@@ -132,6 +132,11 @@ def test_the_gate_is_paired_and_guards_questions():
     assert (
         not decision.promote and "question MRR" in decision.reason and "worse beyond noise" in decision.reason
     )
+    # Better MRR on questions, but half of them drop out of the first five: still refused.
+    fifth = result([None] * 30 + [5] * 30, [5] * 40)
+    top_or_sixth = result([1] * 30 + [5] * 30, [1] * 20 + [6] * 20)
+    decision = decide_retriever(top_or_sixth, fifth, ("new", "base"))
+    assert decision.differences["question_mrr"]["ci_low"] > 0 and not decision.promote
 
 
 def test_promotion_switches_the_server_and_rollback_reuses_the_vectors(repo, embedder, monkeypatch):

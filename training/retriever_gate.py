@@ -4,8 +4,8 @@ code the next line needs more often, beyond noise, without losing the docstring 
 Both retrievers answer the same held-out queries (`eval_retrieval`), so the comparison is paired: a
 bootstrap over queries of the per-query difference in reciprocal rank. The candidate wins when the 95%
 interval of the completion family's mean difference lies above zero and neither guard family is worse
-beyond noise (the interval of its difference reaches zero or above). acc@1 and acc@5 differences are
-reported beside them.
+beyond noise in MRR or in acc@5 (what a user sees: the right code among the first five). acc@1 and acc@5
+differences are reported beside them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .metrics import BOOTSTRAP_RESAMPLES, Estimate, bootstrap, hit_at, reciproca
 DECIDING = "completion"
 GUARDS = ("docstring", "question")
 METRIC = "mrr"
+GUARD_METRICS = (METRIC, "acc@5")
 
 
 def _scores(ranks: list[int | None], metric: str) -> list[float]:
@@ -53,7 +54,11 @@ def decide_retriever(
         return GateDecision(False, reason, *names, METRIC, None, None, None, None, None, "none", 0)
     main = differences[f"{DECIDING}_{METRIC}"]
     better = main.ci_low > 0
-    worse = [family for family in GUARDS if (d := differences.get(f"{family}_{METRIC}")) and d.ci_high < 0]
+    worse = [
+        family
+        for family in GUARDS
+        if any((d := differences.get(f"{family}_{m}")) and d.ci_high < 0 for m in GUARD_METRICS)
+    ]
     promote = better and not worse
     shown = {key: _shown(estimate) for key, estimate in differences.items()}
     reason = (
@@ -64,7 +69,9 @@ def decide_retriever(
     for family in GUARDS:
         if f"{family}_{METRIC}" in shown:
             verdict = "worse beyond noise" if family in worse else "not worse"
-            reason += f"; {family} MRR {shown[f'{family}_{METRIC}']}, {verdict}"
+            reason += (
+                f"; {family} MRR {shown[f'{family}_{METRIC}']}, acc@5 {shown[f'{family}_acc@5']}, {verdict}"
+            )
     reason += ": promoted" if promote else ": not promoted"
     return GateDecision(
         promote, reason, *names, METRIC, candidate[DECIDING]["mrr"], incumbent[DECIDING]["mrr"],
