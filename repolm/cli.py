@@ -184,12 +184,13 @@ def _train_options(args: argparse.Namespace, config: Config, mode: str) -> objec
     from repolm.training.retriever import RetrieverOptions
     from repolm.training.retriever_train import RetrieverTrainConfig
 
-    extra = {"eval_limit": args.limit} if getattr(args, "limit", None) else {}
+    limit = getattr(args, "limit", None)  # retrain's; train has no gate
+    extra = {"eval_limit": limit} if limit else {}
     only = getattr(args, "retriever_only", False)
     if mode == "raft" and (config.train.retriever or only):
         # With --retriever-only, --name and --max-steps are the retriever's.
         steps = RetrieverTrainConfig(max_steps=args.max_steps or 0) if only else RetrieverTrainConfig()
-        retriever = RetrieverOptions(args.name if only else "", train=steps, eval_limit=args.limit or 200)
+        retriever = RetrieverOptions(args.name if only else "", train=steps, eval_limit=limit or 200)
         extra |= {"retriever": retriever, "retriever_only": only}
     return TrainOptions(args.profile or config.train.profile, mode, args.name, args.max_steps, **extra)
 
