@@ -42,6 +42,28 @@ INVERSES = {
 }
 INVERSES |= {inverse: forward for forward, inverse in list(INVERSES.items())}
 RELATIONS = tuple(INVERSES)
+# What each relation leads to from a symbol `{}`, in words: a model that was never trained on relation
+# names (the plain base model) chooses among plans by these (repolm.assist.plan).
+DESCRIPTIONS = {
+    "calls": "the functions {} calls",
+    "called_by": "the functions that call {}",
+    "imports": "the modules {} imports",
+    "imported_by": "the files that import {}",
+    "inherits": "the classes {} inherits from",
+    "inherited_by": "the subclasses of {}",
+    "overrides": "the method {} overrides",
+    "overridden_by": "the methods that override {}",
+    "raises": "the exceptions {} raises",
+    "raised_by": "the functions that raise {}",
+    "returns": "the class {} returns",
+    "returned_by": "the functions that return {}",
+    "defines": "the definitions inside {}",
+    "defined_in": "the file or class that defines {}",
+    "documented_in": "the docs that mention {}",
+    "documents": "the code {} documents",
+    "tested_by": "the tests that call {}",
+    "tests": "the code {} tests",
+}
 
 _CLASS_KINDS = frozenset({"class", "struct", "interface", "trait", "enum"})
 _CALLABLE_KINDS = frozenset({"function", "method"})
@@ -59,6 +81,7 @@ class Node:
     name: str
     path: str
     line: int
+    end_line: int = 0  # a definition's last line (0 for files and doc sections): `file:line` finds it
 
 
 @dataclass(frozen=True)
@@ -125,6 +148,11 @@ class CodeGraph:
     def relations_of(self, source: str) -> list[str]:
         return sorted(self._out.get(source, {}))
 
+    def enclosing(self, path: str, line: int) -> Node | None:
+        """The innermost definition in `path` whose lines hold `line` (1-based)."""
+        spans = [n for n in self.nodes.values() if n.path == path and n.line <= line <= n.end_line]
+        return max(spans, key=lambda n: (n.line, -n.end_line), default=None)
+
     def edge_count(self) -> int:
         return sum(self.relation_sizes.values()) // 2
 
@@ -153,6 +181,27 @@ class CodeGraph:
                 return []
         return paths
 
+    def relation_paths(self, start: str, max_hops: int) -> list[RelationPath]:
+        """Every relation sequence of up to `max_hops` that `follow` finds a path for from `start`: what a
+        planner constrained to the graph may choose from. Sorted, shorter first.
+
+        A sequence's frontier keeps one walk per end node; `follow`'s no-revisit rule then reads that
+        walk's nodes, which is exact up to two hops (the walk to an end node is then start, end node)."""
+        found: list[RelationPath] = []
+        frontier: dict[RelationPath, dict[str, frozenset[str]]] = {(): {start: frozenset({start})}}
+        for _ in range(max_hops):
+            reached: dict[RelationPath, dict[str, frozenset[str]]] = defaultdict(dict)
+            for sequence, ends in frontier.items():
+                for node, visited in ends.items():
+                    for relation, edges in self._out.get(node, {}).items():
+                        walks = reached[(*sequence, relation)]
+                        for edge in edges:
+                            if edge.target not in visited:
+                                walks.setdefault(edge.target, visited | {edge.target})
+            frontier = {sequence: walks for sequence, walks in reached.items() if walks}
+            found += sorted(frontier)
+        return found
+
     def shortest_relation_paths(
         self, start: str, goals: Iterable[str], max_hops: int = 2
     ) -> dict[str, list[RelationPath]]:
@@ -177,6 +226,15 @@ class CodeGraph:
             seen |= reached.keys()
             frontier = reached
         return found
+
+
+def describe(plan: RelationPath, name: str) -> str:
+    """A relation path from `name` in words, the last relation first: ("called_by", "tested_by") from
+    `f` is "the tests that call the functions that call f"."""
+    text = name
+    for relation in plan:
+        text = DESCRIPTIONS[relation].format(text)
+    return text
 
 
 def valid(graph: CodeGraph, path: GraphPath) -> bool:
@@ -222,7 +280,8 @@ class _Builder:
         self.nodes += [Node(path, "file", PurePosixPath(path).name, path, 1) for path in sorted(files)]
         for symbol in self.definitions:
             kind = "test" if is_test(symbol) else symbol.kind
-            self.nodes.append(Node(symbol.qualname, kind, symbol.name, symbol.path, symbol.name_line))
+            node = Node(symbol.qualname, kind, symbol.name, symbol.path, symbol.name_line, symbol.end_line)
+            self.nodes.append(node)
             parent = symbol.qualname.rpartition(".")[0]
             owner = parent if parent in self.by_qualname else symbol.path
             self.edges.append(Edge(owner, "defines", symbol.qualname, symbol.path, symbol.name_line))

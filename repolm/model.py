@@ -494,3 +494,74 @@ def _body_start(produced: bytes, healed_bytes: bytes, healed: str) -> int | None
     if healed_bytes.startswith(produced):
         return None
     return 0  # the model could not reproduce `healed`: judge the whole text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring given continuations
+
+
+def score_continuations(
+    loaded: LoadedModel, prompt: str | Sequence[int], continuations: Sequence[Sequence[int]]
+) -> list[list[float]]:
+    """The log-probability of each token of each continuation (token ids) after `prompt`, all from one
+    forward pass.
+
+    This is decoding constrained to a small set of allowed sequences, done exactly: rather than search
+    a trie token by token, score every sequence in it. The continuations are laid out as their token
+    trie, so a prefix they share is run once; each trie node attends to the prompt and its own
+    ancestors only (a 4D attention mask) at the position its depth gives, so its logits are those a
+    pass over the prompt and that one continuation would give. Only nodes some continuation goes on
+    after are fed: a leaf's probability is read from its parent's logits. The prompt's keys and values
+    come from and go back to the prompt caches, as in `generate`.
+    """
+    ids = _encode(loaded, prompt)
+    if not ids:
+        raise ValueError("empty prompt")
+    if not continuations:
+        return []
+    trie: dict[tuple[int, int], int] = {}  # (parent node, token) -> node; parent -1 is the prompt's end
+    parents: list[int] = []
+    steps: list[list[tuple[int, int]]] = []  # per continuation: (node whose logits score it, token)
+    for continuation in continuations:
+        node, walk = -1, []
+        for token in continuation:
+            walk.append((node, token))
+            if (node, token) not in trie:
+                trie[(node, token)] = len(parents)
+                parents.append(node)
+            node = trie[(node, token)]
+        steps.append(walk)
+    fed = sorted({node for walk in steps for node, _ in walk if node >= 0})
+    # Logits rows: 0 is the prompt's end (what node -1 reads), then the fed nodes in order.
+    row = {node: place for place, node in enumerate(fed, start=1)}
+    token_of = {node: token for (_, token), node in trie.items()}
+    with loaded.lock, torch.inference_mode():
+        cache, reused, _ = loaded._prompt_caches.take(ids)
+        cache = cache if cache is not None else kv_cache(loaded.model)
+        feed = ids[reused:]
+        queries, prompt_end = len(feed) + len(fed), len(ids)
+        mask = torch.zeros(queries, reused + queries, dtype=torch.bool)
+        mask[:, :reused] = True
+        mask[: len(feed), reused:prompt_end] = torch.ones(len(feed), len(feed), dtype=torch.bool).tril()
+        positions = list(range(reused, prompt_end))
+        for node in fed:
+            query = len(feed) + row[node] - 1
+            mask[query, :prompt_end] = True
+            depth, ancestor = 0, node
+            while ancestor >= 0:
+                mask[query, prompt_end + row[ancestor] - 1] = True
+                ancestor, depth = parents[ancestor], depth + 1
+            positions.append(prompt_end - 1 + depth)
+        output = loaded.model(
+            input_ids=torch.tensor([feed + [token_of[node] for node in fed]], device=loaded.device),
+            attention_mask=mask[None, None].to(loaded.device),
+            position_ids=torch.tensor([positions], device=loaded.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=len(fed) + 1,
+        )
+        logprobs = torch.log_softmax(output.logits[0].float(), dim=-1).cpu()
+        if fed:
+            cache.crop(-len(fed))  # the trie's keys and values are no use to a later prompt
+        loaded._prompt_caches.keep(ids, cache, None)
+    return [[float(logprobs[row.get(node, 0), token]) for node, token in walk] for walk in steps]

@@ -19,7 +19,7 @@ out, one per line with relations joined by `PLAN_SEPARATOR`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
@@ -394,6 +394,37 @@ def _build_explain(request: PromptRequest, tokenizer: Any, budget: int) -> Promp
 
 # ---------------------------------------------------------------------------------------------------------
 # Plan
+
+
+def plan_text(plans: Iterable[Sequence[str]]) -> str:
+    """Relation paths as the planner writes them: one per line, relations joined by PLAN_SEPARATOR."""
+    return "\n".join(PLAN_SEPARATOR.join(plan) for plan in plans)
+
+
+def plan_completion(plans: Iterable[Sequence[str]], tokenizer: Any) -> str:
+    """A planner's whole output: the plan text, then the end-of-text token. Training targets are this,
+    and serving scores the allowed plans as this."""
+    return plan_text(plans) + (tokenizer.eos_token or "")
+
+
+# A plan in words, for a model never trained on relation names (the plain base model): worked examples,
+# then the question and the start of a sentence saying what it asks for, which the description of each
+# allowed relation path (repolm.indexer.code_graph.describe) may end. The examples' symbols are made up.
+DESCRIBED_PLAN_EXAMPLES = (
+    ("Who calls Loader.load_settings?", "the functions that call load_settings"),
+    ("What functions are called by Parser.feed?", "the functions feed calls"),
+    ("Which tests check text.slugify?", "the tests that call slugify"),
+    ("Which classes extend store.BaseStore?", "the subclasses of BaseStore"),
+    ("What errors can Client.connect raise?", "the exceptions connect raises"),
+    ("Where is config.Settings described in the docs?", "the docs that mention Settings"),
+    ("Which methods replace Reader.close?", "the methods that override close"),
+)
+
+
+def described_plan_prompt(question: str) -> str:
+    """The text a plan description (" " + description + ".") continues."""
+    shown = "".join(f"Question: {q}\nThe question asks for {a}.\n\n" for q, a in DESCRIBED_PLAN_EXAMPLES)
+    return f"{shown}Question: {question}\nThe question asks for"
 
 
 def _build_plan(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from conftest import write_tree
+from transformers import AutoTokenizer
 
-from repolm.assist.ask import answer, parse_plan, render_path
+from repolm.assist.ask import answer, render_path
+from repolm.assist.plan import MAX_HOPS, Planner, RankedPlan, Scorer, plan_lines, rank_described
 from repolm.config import Config
 from repolm.indexer.builder import update_index
-from repolm.indexer.code_graph import INVERSES, CodeGraph, Edge, valid
+from repolm.indexer.code_graph import INVERSES, RELATIONS, CodeGraph, Edge, Node, RelationPath, valid
 from repolm.indexer.retrieval import Index
+from repolm.model import resolve_base
 from repolm.training.eval_graph import hits_at_1, set_f1
 from repolm.training.graph_questions import planning_target, questions
 
@@ -91,6 +97,19 @@ def targets(graph: CodeGraph, node: str, relation: str) -> set[str]:
     return {edge.target for edge in graph.edges(node, relation)}
 
 
+def ranking(*written: str) -> Planner:
+    """A planner that puts these plans (written as the planner writes them) first, as one plan, and the
+    other options after them: it pins what `answer` does with a ranking, whatever ranks."""
+    wanted = [tuple(plan.split(" > ")) for plan in written]
+
+    def plan(question: str, name: str, options: Sequence[RelationPath]) -> list[RankedPlan]:
+        chosen = [path for path in wanted if path in options]
+        first = [RankedPlan(path, 0.0, ends=n == len(chosen) - 1) for n, path in enumerate(chosen)]
+        return first + [RankedPlan(option, -1.0) for option in options if option not in chosen]
+
+    return plan
+
+
 def test_relations_of_the_fixture(graph: CodeGraph) -> None:
     shapes = "geometry.shapes"
     assert targets(graph, "geometry/shapes.py", "defines") >= {f"{shapes}.Shape", f"{shapes}.make_square"}
@@ -136,17 +155,103 @@ def test_following_a_plan_and_mining_its_target(graph: CodeGraph) -> None:
     assert planning_target(graph, f"{shapes}.check", {f"{shapes}.ShapeError"}) == (("raises",),)
 
 
-def test_invalid_planned_relations_are_ignored(graph: CodeGraph) -> None:
-    assert parse_plan("called_by\ncalls > bogus\nnot a plan\ncalls\ncalled_by") == (
-        ("called_by",),
-        ("calls",),
+def random_graph(seed: int) -> CodeGraph:
+    """A small graph of random edges: any relation, cycles, parallel edges and dead ends."""
+    rng = random.Random(seed)
+    kinds = ("function", "class", "test")
+    nodes = [
+        Node(f"m.n{i}", rng.choice(kinds), f"n{i}", "m.py", i + 1, i + 1) for i in range(rng.randint(2, 9))
+    ]
+    edges = [
+        Edge(rng.choice(nodes).id, rng.choice(RELATIONS), rng.choice(nodes).id, "m.py", 1)
+        for _ in range(rng.randint(0, 25))
+    ]
+    return CodeGraph(nodes, edges)
+
+
+def random_scores(rng: random.Random) -> Scorer:
+    """Any preferences a model may have over the options."""
+
+    def score(prompt_ids: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[float]:
+        return [rng.uniform(-40.0, 0.0) for _ in continuations]
+
+    return score
+
+
+def random_planner(rng: random.Random) -> Planner:
+    """A planner that ranks made-up relation paths first, then some of the options, ending anywhere."""
+
+    def plan(question: str, name: str, options: Sequence[RelationPath]) -> list[RankedPlan]:
+        made_up = [tuple(rng.choice(RELATIONS) for _ in range(rng.randint(1, 3))) for _ in range(4)]
+        picks = [*made_up, *rng.sample(list(options), min(3, len(options)))]
+        return [RankedPlan(path, -float(n), ends=rng.random() < 0.4) for n, path in enumerate(picks)]
+
+    return plan
+
+
+def test_constrained_plans_hold_only_relation_paths_present_from_the_subject() -> None:
+    """Over random graphs (fixed seeds) and any preferences of a model (random scores): the options are
+    exactly the relation paths `follow` finds from the subject; both ways of planning choose among them
+    only; and an answer follows only options that lead somewhere, shows only valid paths, and ignores
+    whatever else a planner returns."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base(None), local_files_only=True)
+    sequences = [(relation,) for relation in RELATIONS] + list(itertools.product(RELATIONS, repeat=2))
+    for seed in range(25):
+        graph, rng = random_graph(seed), random.Random(seed)
+        score = random_scores(rng)
+        for subject in graph.nodes:
+            options = graph.relation_paths(subject, MAX_HOPS)
+            assert set(options) == {s for s in sequences if graph.follow(subject, s)}
+            assert len(options) == len(set(options))
+            if options:
+                lines = plan_lines(score, tokenizer, [1, 2, 3], options)
+                described = rank_described(score, tokenizer, "What calls it?", "it", options)
+                for ranked in (lines, described):
+                    assert sorted(r.plan for r in ranked) == sorted(options)
+            result = answer(graph, f"What about {subject}?", random_planner(rng))
+            assert result.subject is not None and result.subject.id == subject
+            assert set(result.plans) <= set(options)
+            assert all(valid(graph, path) and path[0].source == subject for path in result.paths)
+
+
+def test_a_symbol_nothing_calls_is_answered_from_the_graph(graph: CodeGraph) -> None:
+    result = answer(graph, "What calls test_total_area?", ranking("called_by"))
+    assert result.subject is not None and result.subject.id == "tests.test_geometry.test_total_area"
+    assert result.nowhere == "called_by"
+    assert result.answer.startswith("Nothing calls tests.test_geometry.test_total_area in the code graph.")
+    assert all(valid(graph, path) for path in result.paths)
+    assert result.to_json(graph)["nowhere"] == "called_by"
+
+
+def test_unknown_names_get_the_nearest_known_ones(graph: CodeGraph) -> None:
+    typo = answer(graph, "What calls make_sqare?", ranking("called_by"))
+    assert typo.subject is None and typo.paths == ()
+    assert typo.nearest[0] == "geometry.shapes.make_square"
+    assert typo.answer.startswith("`make_sqare`: no such symbol in this repository. Nearest:")
+    assert "geometry.shapes.make_square (geometry/shapes.py:27)" in typo.answer
+    plain = answer(graph, "Who calls frobnicate?", ranking("called_by"))
+    assert plain.subject is None and "`frobnicate`: no such symbol" in plain.answer
+    nowhere = answer(graph, "What calls geometry/shapes.py:2?", ranking("called_by"))
+    assert nowhere.subject is None and nowhere.answer.startswith(
+        "`geometry/shapes.py:2`: no definition there."
     )
-    result = answer(graph, "What calls make_square?", lambda question: "callers_of\ncalled_by > frobnicates")
-    assert result.plans == () and result.paths == () and "no relation path" in result.answer
+    assert nowhere.nearest[0] == "geometry.shapes.ShapeError"
+    assert answer(graph, "Who calls it?", ranking("called_by")).answer.startswith(
+        "The question names no symbol"
+    )
+
+
+def test_a_subject_given_as_path_and_line(graph: CodeGraph) -> None:
+    inside = answer(graph, "What calls geometry/shapes.py:28?", ranking("called_by"))
+    assert inside.subject is not None and inside.subject.id == "geometry.shapes.make_square"
+    assert inside.entities == ("geometry.report.total_area",)
+    method = answer(graph, "What overrides ./geometry/shapes.py:10?", ranking("overridden_by"))
+    assert method.subject is not None and method.subject.id == "geometry.shapes.Shape.area"
+    assert method.entities == ("geometry.shapes.Square.area",)
 
 
 def test_answers_show_only_valid_paths(graph: CodeGraph) -> None:
-    result = answer(graph, "Which tests cover shapes.check?", lambda q: "tested_by\ncalled_by > tested_by")
+    result = answer(graph, "Which tests cover shapes.check?", ranking("tested_by", "called_by > tested_by"))
     assert result.subject is not None and result.subject.id == "geometry.shapes.check"
     assert result.entities == ("tests.test_geometry.test_check_accepts_zero",)
     assert result.paths and all(valid(graph, path) for path in result.paths)
@@ -163,7 +268,7 @@ def test_answers_show_only_valid_paths(graph: CodeGraph) -> None:
     # A path with an edge the graph lacks is never valid.
     forged = (Edge("geometry.shapes.check", "tested_by", "tests.test_geometry.test_total_area", "x", 1),)
     assert not valid(graph, forged)
-    unknown = answer(graph, "What calls nothing_here?", lambda q: "called_by")
+    unknown = answer(graph, "What calls nothing_here?", ranking("called_by"))
     assert unknown.subject is None and unknown.paths == ()
 
 
@@ -174,7 +279,7 @@ def test_the_reasoning_step_reads_the_paths_as_located_sources(graph: CodeGraph)
         seen.extend(documents)
         return "make_square is called by total_area (geometry/report.py:4)."
 
-    result = answer(graph, "What calls make_square?", lambda q: "called_by", reasoner)
+    result = answer(graph, "What calls make_square?", ranking("called_by"), reasoner)
     (document,) = seen
     assert (document.path, document.start_line) == ("geometry/report.py", 4)
     assert document.text.startswith("geometry.shapes.make_square --called_by--> geometry.report.total_area")
@@ -182,7 +287,7 @@ def test_the_reasoning_step_reads_the_paths_as_located_sources(graph: CodeGraph)
         result.answer.startswith("make_square is called by total_area")
         and "Following called_by" in result.answer
     )
-    silent = answer(graph, "What calls make_square?", lambda q: "called_by", lambda q, d: "  ")
+    silent = answer(graph, "What calls make_square?", ranking("called_by"), lambda q, d: "  ")
     assert silent.answer.startswith("Following called_by")
 
 
@@ -219,6 +324,33 @@ def test_ask_cli_prints_the_json_contract(tmp_path: Path, embedder) -> None:
     for path in document["paths"]:
         assert all(set(step) == {"source", "relation", "target", "path", "line"} for step in path)
         assert path[0]["source"] in graph_nodes
+    # The plain base model, untrained, plans among the paths the graph has and gets the caller right.
+    assert document["plans"] == ["called_by"] and document["entities"] == ["geometry.report.total_area"]
+
+
+def test_the_base_model_answers_caller_questions_end_to_end(tmp_path: Path, embedder) -> None:
+    """Real index, real graph, the real base model with no adapter: callers asked four ways, and a
+    symbol nothing calls (a test, which calls what it tests)."""
+    from repolm.assist.engine import Engine
+
+    root = write_tree(tmp_path, FILES)
+    update_index(root, Config(), embedder=embedder)
+    engine = Engine(root, Config().with_overrides("serve", explain_enabled=False))
+    callers = {
+        "What calls make_square?": ("geometry.report.total_area",),
+        "Who calls check?": ("geometry.shapes.make_square", "tests.test_geometry.test_check_accepts_zero"),
+        "Where is shapes.check called from?": (
+            "geometry.shapes.make_square",
+            "tests.test_geometry.test_check_accepts_zero",
+        ),
+        "What calls geometry/shapes.py:28?": ("geometry.report.total_area",),
+    }
+    for question, expected in callers.items():
+        result, graph = engine.ask(question)
+        assert result.plans == (("called_by",),) and result.entities == expected, question
+        assert result.paths and all(valid(graph, path) for path in result.paths)
+    nothing, _ = engine.ask("What calls test_total_area?")
+    assert nothing.answer.startswith("Nothing calls tests.test_geometry.test_total_area in the code graph.")
 
 
 def test_explain_shows_checked_graph_paths(tmp_path: Path, embedder) -> None:

@@ -23,6 +23,7 @@ from repolm.model import (
     inference_dtype,
     load_gguf,
     load_model,
+    score_continuations,
 )
 from repolm.vocab import vocab_of
 
@@ -121,6 +122,31 @@ def test_greedy_loop_matches_transformers_generate(loaded: LoadedModel) -> None:
     assert result.tokens == reference
     assert result.finish_reason == "length"
     assert result.text == loaded.tokenizer.decode(reference)
+
+
+def test_trie_scores_are_each_continuations_own_likelihood() -> None:
+    """One pass over the continuations' token trie scores each as a pass over prompt + it alone would;
+    the prompt's cache is reused and left as it was, so scoring twice gives the same scores."""
+    exact = load_model(device="cpu", dtype=torch.float32)
+    tokenizer = exact.tokenizer
+    ids = tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    texts = ["    return fib", "    return fibonacci(n - 1)", "    return n", "    pass", "\n"]
+    continuations = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    continuations.append(continuations[0][:1])  # a continuation that is a prefix of another
+
+    def alone(continuation: list[int]) -> float:  # one plain forward pass, no cache
+        scores = torch.log_softmax(logits(exact.model, ids + continuation)[0].float(), dim=-1)
+        return sum(float(scores[len(ids) - 1 + i, token]) for i, token in enumerate(continuation))
+
+    expected = [alone(continuation) for continuation in continuations]
+    scores = score_continuations(exact, ids, continuations)
+    assert [len(tokens) for tokens in scores] == [len(continuation) for continuation in continuations]
+    assert [sum(tokens) for tokens in scores] == pytest.approx(expected, abs=1e-3)
+    assert scores[-1] == pytest.approx(scores[0][:1], abs=1e-4)  # a shared prefix is one trie node
+    assert exact._prompt_caches.entries[-1].ids == ids
+    again = score_continuations(exact, ids, continuations)
+    assert [sum(tokens) for tokens in again] == pytest.approx(expected, abs=1e-3)
+    assert score_continuations(exact, ids, []) == []
 
 
 def test_prompt_cache_reuses_common_prefix(loaded: LoadedModel) -> None:

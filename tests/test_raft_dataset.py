@@ -157,10 +157,12 @@ def test_completions_end_on_the_newline_token_the_file_has(built):
 
 
 def test_plan_examples_target_paths_that_reach_the_answers(built):
-    """RoG planning: about training-split symbols only; the target's relation paths reach the answers."""
+    """RoG planning: about training-split symbols only; the target's relation paths reach the answers, and
+    are among the options the graph-constrained planner chooses from when serving."""
     index, tokenizer, examples, _, _ = built
-    from repolm.assist.ask import parse_plan
+    from repolm.assist.plan import MAX_HOPS
     from repolm.indexer.code_graph import RELATIONS, CodeGraph
+    from repolm.prompt import PLAN_SEPARATOR, plan_completion
 
     graph = CodeGraph.build(index)
     plans = [e for e in examples if e.task == "plan"]
@@ -168,9 +170,11 @@ def test_plan_examples_target_paths_that_reach_the_answers(built):
     for example in plans:
         (entity,) = example.symbols
         assert graph.nodes[entity].path == example.path and not is_held_out(example.path)
-        planned = parse_plan(example.answer)
-        assert planned and example.completion == example.answer + tokenizer.eos_token
+        planned = [tuple(line.split(PLAN_SEPARATOR)) for line in example.answer.splitlines()]
+        assert planned and example.completion == plan_completion(planned, tokenizer)
+        assert example.completion == example.answer + tokenizer.eos_token
         assert all(graph.follow(entity, plan) for plan in planned)
+        assert set(planned) <= set(graph.relation_paths(entity, MAX_HOPS))
         request = PromptRequest("plan", (), question=example.question, relations=RELATIONS)
         assert build_prompt(request, tokenizer, 256).text == example.prompt
 

@@ -3,8 +3,9 @@
 Questions come from `graph_questions` about entities defined in the evaluation split only (the planner
 was trained on the training split's). Each is answered twice:
 
-- **graph**: the model plans relation paths, the paths are followed from the question's entity, and the
-  answer is their end points (what `repolm ask` shows), best supported first;
+- **graph**: the model plans relation paths, choosing among those that exist from the question's entity
+  (`repolm.assist.plan`); the paths are followed from the entity, and the answer is their end points
+  (what `repolm ask` shows), best supported first;
 - **retrieval**: the hybrid retriever's top hits for the question, read as entities (the definitions
   and doc sections a retrieval-grounded explanation would be built from), the subject itself left out.
 
@@ -18,7 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from repolm.assist.ask import answer, model_planner
+from repolm.assist.ask import answer
+from repolm.assist.plan import model_planner
 from repolm.config import Progress
 from repolm.indexer.code_graph import CodeGraph, chunk_node_id, valid
 from repolm.indexer.retrieval import Index
@@ -87,6 +89,7 @@ def evaluate_graph(
                 "answers": sorted(question.answers),
                 "target_plans": [list(plan) for plan in question.plans],
                 "planned": [list(plan) for plan in result.plans],
+                "nowhere": result.nowhere,
                 "paths": len(result.paths),
                 "valid_paths": sum(valid(graph, path) for path in result.paths),
                 "graph": _scores(list(result.entities), question.answers, graph_ms),
@@ -132,5 +135,8 @@ def summarize(records: list[dict], seed: int) -> dict:
         "path_validity": round(sum(r["valid_paths"] for r in records) / shown, 4) if shown else None,
         "paths_shown": shown,
         "plan_hit": metrics.mean([float(any(p in r["target_plans"] for p in r["planned"])) for r in records]),
+        # Questions (all with answers) whose top-ranked relation leads nowhere from the subject: the
+        # answer then opens with that (true) fact before following the best relation that leads somewhere.
+        "nowhere_first": metrics.mean([float(bool(r.get("nowhere"))) for r in records]),
         "records": records,
     }

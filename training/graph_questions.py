@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from repolm.indexer.code_graph import CodeGraph, Node, RelationPath
-from repolm.prompt import PLAN_SEPARATOR
+from repolm.prompt import plan_text
 
 MAX_PLANS = 3
 _REACH_LIMIT = 1000  # paths followed to count a plan's end points
@@ -98,10 +98,6 @@ class GraphQuestion:
     @property
     def plan_text(self) -> str:
         return plan_text(self.plans)
-
-
-def plan_text(plans: Iterable[RelationPath]) -> str:
-    return "\n".join(PLAN_SEPARATOR.join(plan) for plan in plans)
 
 
 def mention(graph: CodeGraph, node: Node) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from repolm.indexer.code_graph import RELATIONS, CodeGraph
-from repolm.prompt import PLAN_BUDGET, PromptRequest, build_prompt
+from repolm.prompt import PLAN_BUDGET, PromptRequest, build_prompt, plan_completion
 
 from .graph_questions import questions
 from .raft_examples import Example, TrainingSplit
@@ -40,7 +40,7 @@ def plan_examples(split: TrainingSplit, tokenizer: Any) -> list[Example]:
                 source_spans=[],
                 symbols=[question.entity],
                 prompt=prompt.text,
-                completion=question.plan_text + (tokenizer.eos_token or ""),
+                completion=plan_completion(question.plans, tokenizer),
                 question=question.question,
                 kind=question.kind,
             )

@@ -1,11 +1,13 @@
 """Graph-grounded answers (Reasoning on Graphs): plan relation paths, follow them, answer from the paths.
 
-The planner is the model (base plus the active adapter, fine-tuned on planning examples mined from the
-graph); it writes relation paths, one per line. Relations the graph does not know are ignored, as are
-paths that contain one. Each remaining plan is followed from the question's entity through the graph;
-only paths whose every edge exists are kept. The answer's entities are their end points, so every claim
-comes with a path a developer can follow; the model then writes the answer from those paths (RoG's
-reasoning step), and what it writes is verified against them like any explanation.
+The question's subject is resolved in the graph first (a name, a qualified name or `path:line`); a name
+the graph does not know gets the nearest names it does. The planner is the model (base plus the active
+adapter, if any), constrained to the graph (`plan`): it chooses among the relation paths that lead
+somewhere from the subject, and among the single relations that lead nowhere from it, which answer
+"nothing": what calls a function nothing calls is read off the graph, not guessed. Each plan is followed
+from the subject; only paths whose every edge exists are kept. The answer's entities are their end
+points, so every claim comes with a path a developer can follow; the model then writes the answer from
+those paths (RoG's reasoning step), and what it writes is verified against them like any explanation.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rapidfuzz import fuzz, process
+
 from repolm.config import ServeConfig
 from repolm.indexer.code_graph import (
     INVERSES,
-    RELATIONS,
     CodeGraph,
     Edge,
     GraphPath,
@@ -29,17 +32,43 @@ from repolm.indexer.code_graph import (
 )
 from repolm.indexer.secrets import redact
 from repolm.model import LoadedModel, generate
-from repolm.prompt import PLAN_BUDGET, PLAN_SEPARATOR, Document, PromptRequest, build_prompt
+from repolm.prompt import PLAN_SEPARATOR, Document, PromptRequest, build_prompt
 
 from .explain import verify
+from .plan import MAX_HOPS, Planner
 
-MAX_PLANS = 3
 MAX_PATHS = 50
-PLAN_MAX_TOKENS = 32
 _NAME = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*")
+_LOCATION = re.compile(r"([\w./-]+\.\w+):(\d+)")
 _SHOWN = 8  # answers named in the sentence; the JSON has all of them
+NEAREST = 5  # names offered for one the graph does not know
+_NEAREST_CUTOFF = 60  # rapidfuzz WRatio below which a name is no suggestion
+# The words relational questions are made of: a question that names no known symbol is about one of
+# its other words.
+_QUESTION_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        """a an the what which who whom where when how why does do is are was were of in on from to by for
+        with about call calls called calling caller callers use uses used using test tests tested cover
+        covers exercise exercises raise raises raised throw throws implement implements implemented
+        inherit inherits inherited subclass subclasses override overrides overridden reimplemented
+        document documented docs doc mention mentions read can i me function functions method methods
+        class classes symbol depend depends return returns import imports define defines defined it its
+        this that they them""",
+    )
+)
+# How an answer says that a relation leads nowhere from the subject; others get a generic sentence.
+_NOTHING = {
+    "called_by": "Nothing calls {}",
+    "calls": "{} calls nothing this repository defines",
+    "tested_by": "No test reaches {}",
+    "inherited_by": "Nothing inherits from {}",
+    "overridden_by": "Nothing overrides {}",
+    "documented_in": "No doc section names {}",
+    "raises": "{} raises nothing this repository defines",
+    "imported_by": "Nothing imports {}",
+}
 
-Planner = Callable[[str], str]
 Reasoner = Callable[[str, Sequence[Document]], str]
 MAX_REASONED_PATHS = 8  # paths the reasoning step reads (the prompt budget holds them)
 # What a hover shows about a symbol without a question: how it is used, tested, documented, extended.
@@ -61,6 +90,8 @@ class GraphAnswer:
     paths: tuple[GraphPath, ...]
     entities: tuple[str, ...]  # answers, the best supported first
     answer: str
+    nearest: tuple[str, ...] = ()  # when the question names no known symbol: the names nearest to it
+    nowhere: str = ""  # the relation the planner ranked first when it leads nowhere from the subject
 
     def to_json(self, graph: CodeGraph) -> dict[str, Any]:
         return {
@@ -69,6 +100,8 @@ class GraphAnswer:
             "paths": [[step_json(graph, edge) for edge in path] for path in self.paths],
             "subject": self.subject.id if self.subject else None,
             "plans": [PLAN_SEPARATOR.join(plan) for plan in self.plans],
+            "nearest": list(self.nearest),
+            "nowhere": self.nowhere or None,
         }
 
 
@@ -93,24 +126,49 @@ def render_path(graph: CodeGraph, path: GraphPath) -> str:
     return " ".join(steps)
 
 
-def parse_plan(text: str) -> tuple[RelationPath, ...]:
-    """Relation paths from the planner's text: one per line; a path naming an unknown relation is dropped."""
-    plans: list[RelationPath] = []
-    for line in text.splitlines():
-        relations = tuple(part.strip() for part in line.split(PLAN_SEPARATOR.strip()))
-        if relations and all(relation in INVERSES for relation in relations) and relations not in plans:
-            plans.append(relations)
-    return tuple(plans[:MAX_PLANS])
-
-
 def subject_of(graph: CodeGraph, question: str) -> Node | None:
-    """The definition the question is about: the longest name in it that the graph knows."""
+    """The definition the question is about: the one enclosing a `path:line` it gives, else the longest
+    name in it that the graph knows."""
+    for path, line in _locations(question):
+        found = graph.enclosing(path, line)
+        if found is not None:
+            return found
     written = sorted(set(_NAME.findall(question)), key=lambda name: (-name.count("."), -len(name), name))
     for name in written:
         found = [node for node in graph.find(name) if node.kind not in {"file", "doc"}]
         if found:
             return found[0]
     return None
+
+
+def _locations(question: str) -> list[tuple[str, int]]:
+    """The `path:line` places a question gives, paths relative to the repository root."""
+    return [(path.removeprefix("./"), int(line)) for path, line in _LOCATION.findall(question)]
+
+
+def unknown_name(question: str) -> str | None:
+    """The name a question asks about when the graph knows none of its names: a `path:line`, else the
+    last name that looks like code (dotted, with an underscore or inner capital, or in backticks), else
+    the last word that is not one relational questions are made of."""
+    if located := _locations(question):
+        return "{}:{}".format(*located[-1])
+    quoted = re.findall(r"`([^`]+)`", question)
+    names = _NAME.findall(question)
+    code = [n for n in names if "." in n or "_" in n or any(c.isupper() for c in n[1:])]
+    words = [n for n in names if n.lower() not in _QUESTION_WORDS]
+    return next((found[-1] for found in (quoted, code, words) if found), None)
+
+
+def nearest_names(graph: CodeGraph, name: str, limit: int = NEAREST) -> tuple[str, ...]:
+    """The definitions whose names (or qualified names, for a dotted one) are closest to `name`."""
+    definitions = [node for node in graph.nodes.values() if node.kind not in {"file", "doc"}]
+    if ":" in name:  # a `path:line`: the definitions of that file, nearest line first
+        path, _, line = name.rpartition(":")
+        found = sorted((n for n in definitions if n.path == path), key=lambda n: abs(n.line - int(line)))
+        return tuple(node.id for node in found[:limit])
+    written = {node.id: node.id if "." in name else node.name for node in definitions}
+    matches = process.extract(name, written, scorer=fuzz.WRatio, limit=limit, score_cutoff=_NEAREST_CUTOFF)
+    return tuple(node_id for _, _, node_id in matches)
 
 
 def symbol_paths(graph: CodeGraph, qualname: str, limit: int) -> list[str]:
@@ -120,15 +178,6 @@ def symbol_paths(graph: CodeGraph, qualname: str, limit: int) -> list[str]:
     for turn in range(limit):
         taken += [render_path(graph, paths[turn]) for paths in found if turn < len(paths)]
     return taken[:limit]
-
-
-def model_planner(model: LoadedModel) -> Planner:
-    def plan(question: str) -> str:
-        request = PromptRequest("plan", (), question=question, relations=RELATIONS)
-        prompt = build_prompt(request, model.tokenizer, PLAN_BUDGET)
-        return generate(model, prompt.input_ids, max_new_tokens=PLAN_MAX_TOKENS).text
-
-    return plan
 
 
 def path_documents(graph: CodeGraph, paths: Sequence[GraphPath]) -> list[Document]:
@@ -166,24 +215,63 @@ def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
 def answer(
     graph: CodeGraph, question: str, planner: Planner, reasoner: Reasoner | None = None
 ) -> GraphAnswer:
-    """Plan, follow, and answer; with a `reasoner`, the model's verified words come before the summary."""
+    """Resolve, plan, follow, and answer; with a `reasoner`, the model's verified words come before the
+    summary.
+
+    The planner ranks the relation paths that lead somewhere from the subject, and the relations whose
+    inverse leads somewhere but which lead nowhere themselves ("called_by" from a function that calls
+    but is never called). Only the former are followed. A small model's commonest slip is a relation's
+    direction; when it ranks the direction that leads nowhere above the one it follows, the answer
+    opens with that fact of the graph ("Nothing calls f") before following the other."""
     question = redact(question, "")[0]  # what the user typed goes to the planner's and reasoner's prompts
     subject = subject_of(graph, question)
     if subject is None:
-        text = "The question names no symbol this repository defines, so the code graph cannot answer it."
-        return GraphAnswer(question, None, (), (), (), text)
-    plans = parse_plan(planner(question))
+        return _no_subject(graph, question)
+    leading = graph.relation_paths(subject.id, MAX_HOPS)
+    nowhere = [(INVERSES[p[0]],) for p in leading if len(p) == 1 and (INVERSES[p[0]],) not in leading]
+    options = [*leading, *nowhere]
+    ranked = [r for r in planner(question, subject.name, options) if r.plan in options]
+    chosen = ranked[: next((n + 1 for n, r in enumerate(ranked) if r.ends), len(ranked))]
+    plans = tuple(r.plan for r in chosen if r.plan in leading)
+    if not plans:
+        plans = next(((r.plan,) for r in ranked if r.plan in leading), ())
+    order = [r.plan for r in ranked]
+    empty = ""
+    if plans and len(plans[0]) == 1 and (inverse := (INVERSES[plans[0][0]],)) in order:
+        empty = inverse[0] if inverse in nowhere and order.index(inverse) < order.index(plans[0]) else ""
     paths: list[GraphPath] = []
     for plan in plans:
         paths += [path for path in graph.follow(subject.id, plan, MAX_PATHS) if valid(graph, path)]
     support = Counter(path[-1].target for path in paths)
     entities = tuple(sorted(support, key=lambda entity: (-support[entity], _first(paths, entity))))
     text = _sentence(graph, subject, plans, entities)
+    if empty:
+        text = f"{_nothing(empty, subject)} {text}"
     if reasoner is not None and paths:
         written = reasoner(question, path_documents(graph, paths))
         if any(ch.isalnum() for ch in written):
             text = f"{written}\n\n{text}"
-    return GraphAnswer(question, subject, plans, tuple(paths), entities, text)
+    return GraphAnswer(question, subject, plans, tuple(paths), entities, text, nowhere=empty)
+
+
+def _no_subject(graph: CodeGraph, question: str) -> GraphAnswer:
+    name = unknown_name(question)
+    if name is None:
+        text = "The question names no symbol, so the code graph cannot answer it."
+        return GraphAnswer(question, None, (), (), (), text)
+    nearest = nearest_names(graph, name)
+    where = "no definition there" if ":" in name else "no such symbol in this repository"
+    text = f"`{name}`: {where}."
+    if nearest:
+        text += " Nearest: " + ", ".join(f"{node} ({_where(graph, node)})" for node in nearest) + "."
+    return GraphAnswer(question, None, (), (), (), text, nearest)
+
+
+def _nothing(relation: str, subject: Node) -> str:
+    """That `relation` leads nowhere from the subject, as the code graph shows."""
+    return (
+        _NOTHING.get(relation, f"No {relation} edge leaves {{}}").format(subject.id) + " in the code graph."
+    )
 
 
 def _first(paths: list[GraphPath], entity: str) -> int:
@@ -194,7 +282,7 @@ def _sentence(
     graph: CodeGraph, subject: Node, plans: tuple[RelationPath, ...], entities: tuple[str, ...]
 ) -> str:
     if not plans:
-        return f"The planner gave no relation path the code graph knows for {subject.id}: no answer."
+        return f"No relation path leads anywhere from {subject.id} in the code graph."
     tried = ", ".join(PLAN_SEPARATOR.join(plan) for plan in plans)
     if not entities:
         return f"No path from {subject.id} follows {tried} in the code graph."

@@ -31,9 +31,10 @@ from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_e
 from repolm.model import Cancel, LoadedModel, load_model
 from repolm.prompt import Document
 
-from .ask import GraphAnswer, answer, model_planner, model_reasoner, symbol_paths
+from .ask import GraphAnswer, answer, model_reasoner, symbol_paths
 from .completion import Completer, Completion, CompletionRequest, split_at
 from .explain import Explainer, Explanation, resolve_name
+from .plan import model_planner
 from .workspace import OutsideWorkspaceError, Workspace
 
 logger = logging.getLogger("repolm.server")
