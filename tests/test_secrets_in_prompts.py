@@ -3,6 +3,7 @@ show: real index, real model, real engine (the completion core's own test is in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import write_tree
 
 from repolm.config import Config
 from repolm.indexer.builder import update_index
+from repolm.indexer.code_graph import RelationPath
 from repolm.indexer.secrets import REDACTION_MARKER
 
 SETTINGS = '''"""Settings of the app."""
@@ -78,10 +80,16 @@ def test_card_of_a_url_constant_keeps_the_url_but_not_its_password(engine) -> No
 
 def test_ask_plans_from_the_question_without_its_secret(engine) -> None:
     from repolm.assist.ask import answer
+    from repolm.assist.plan import RankedPlan
 
     asked: list[str] = []
+
+    def planner(text: str, name: str, options: Sequence[RelationPath]) -> list[RankedPlan]:
+        asked.append(text)
+        return [RankedPlan(("called_by",), 0.0)]
+
     question = f'Who calls connect when password = "{QUESTION_SECRET}"?'
-    result = answer(engine.code_graph(), question, lambda text: asked.append(text) or "called_by")
+    result = answer(engine.code_graph(), question, planner)
     assert asked == [f'Who calls connect when password = "{REDACTION_MARKER}"?']
     assert result.entities == ("app.report.report",)
     assert QUESTION_SECRET not in str(result.to_json(engine.code_graph()))
