@@ -2,10 +2,10 @@
 
 The question's subject is resolved in the graph first (a name, a qualified name or `path:line`); a name
 the graph does not know gets the nearest names it does. The planner is the model (base plus the active
-adapter, if any), constrained to the graph (`plan`): it chooses among the relation paths that lead
-somewhere from the subject, and among the single relations that lead nowhere from it, which answer
-"nothing": what calls a function nothing calls is read off the graph, not guessed. Each plan is followed
-from the subject; only paths whose every edge exists are kept. The answer's entities are their end
+adapter, if any), constrained to the graph (`plan`): it ranks only relation paths that lead somewhere
+from the subject, and the mirror images of those that lead nowhere, so that "nothing calls f" is read
+off the graph, not guessed. Each plan is followed from the subject; only paths whose every edge exists
+are kept. The answer's entities are their end
 points, so every claim comes with a path a developer can follow; the model then writes the answer from
 those paths (RoG's reasoning step), and what it writes is verified against them like any explanation.
 """
@@ -91,7 +91,7 @@ class GraphAnswer:
     entities: tuple[str, ...]  # answers, the best supported first
     answer: str
     nearest: tuple[str, ...] = ()  # when the question names no known symbol: the names nearest to it
-    nowhere: str = ""  # the relation the planner ranked first when it leads nowhere from the subject
+    nowhere: str = ""  # a relation ranked above its inverse, which was followed, that leads nowhere
 
     def to_json(self, graph: CodeGraph) -> dict[str, Any]:
         return {
@@ -236,9 +236,10 @@ def answer(
     if not plans:
         plans = next(((r.plan,) for r in ranked if r.plan in leading), ())
     order = [r.plan for r in ranked]
-    empty = ""
-    if plans and len(plans[0]) == 1 and (inverse := (INVERSES[plans[0][0]],)) in order:
-        empty = inverse[0] if inverse in nowhere and order.index(inverse) < order.index(plans[0]) else ""
+    followed = plans[0] if plans else ()
+    mirror = (INVERSES[followed[0]],) if len(followed) == 1 else ()
+    preferred = mirror in nowhere and mirror in order and order.index(mirror) < order.index(followed)
+    empty = mirror[0] if preferred else ""
     paths: list[GraphPath] = []
     for plan in plans:
         paths += [path for path in graph.follow(subject.id, plan, MAX_PATHS) if valid(graph, path)]
