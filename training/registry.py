@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -203,11 +202,6 @@ class Registry:
         atomic_write(self.root / HISTORY_FILE, "".join(f"{h}\n" for h in history))
         self._set_active(previous or None)
         return previous or None
-
-    def remove(self, name: str) -> None:
-        if name == self.active():
-            raise RegistryError(f"{name!r} is active; activate another adapter or roll back first")
-        shutil.rmtree(self.path(name))
 
     def listing(self) -> list[dict[str, Any]]:
         active = self.active()
