@@ -8,7 +8,8 @@ Runs the CLI as a user would on a fresh copy of a pinned PyPI sdist: `repolm ind
 it and measures the plain base model only), then `repolm eval --graph` with the base model and the
 planner adapter on questions about the evaluation split's symbols. Also times the code graph's build,
 `repolm ask` as a command (model load included) and in-process on caller questions (model load
-excluded: what a running server pays), with and without the model-written reasoning step. Goals:
+excluded: what a running server pays): as the settings answer, with the model's written answer forced,
+and planning and following alone. Goals:
 graph-grounded F1 above plain retrieval on relational questions (callers, implementers, overrides,
 tests), with 100% valid paths; `repolm ask` p50 within 1.5 s on a caller question.
 """
@@ -47,28 +48,33 @@ def graph_build_seconds(repo: Path, repeats: int = 5) -> tuple[float, int, int]:
 
 
 def ask_seconds(repo: Path, threads: int, seed: int) -> dict:
-    """p50/p95 seconds of in-process `Engine.ask` on caller questions, the model and graph loaded first,
-    with the reasoning step (as `repolm ask` answers) and without it (plan and follow only)."""
+    """p50/p95 seconds of in-process `Engine.ask` on caller questions, the model and graph loaded first:
+    as `repolm ask` answers with the repository's settings, with the model's written answer forced
+    (`ask_reasoning = "always"`), and planning and following only."""
     import torch
 
-    from repolm.assist.ask import answer
+    from repolm.assist.ask import answer, model_reasoner
     from repolm.assist.engine import Engine
     from repolm.assist.plan import model_planner
     from repolm.config import load_config
     from repolm.training import metrics
     from repolm.training.graph_questions import questions
 
-    engine = Engine(repo, load_config(repo))
+    config = load_config(repo)
+    engine = Engine(repo, config)
     model, graph = engine.model(), engine.code_graph()
     if threads > 0:
         torch.set_num_threads(threads)
     asked = questions(graph, lambda node: True, TIMED_QUESTIONS, seed, kinds=("callers",))
-    planner = model_planner(model)
-    timings: dict[str, list[float]] = {"with_reasoning": [], "plan_and_follow": []}
+    planner, reasoner = model_planner(model), model_reasoner(model, config.serve)
+    timings: dict[str, list[float]] = {"ask": [], "with_written_answer": [], "plan_and_follow": []}
     for question in asked:
         started = time.perf_counter()
         engine.ask(question.question)
-        timings["with_reasoning"].append(time.perf_counter() - started)
+        timings["ask"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        answer(graph, question.question, planner, reasoner)
+        timings["with_written_answer"].append(time.perf_counter() - started)
         started = time.perf_counter()
         answer(graph, question.question, planner)
         timings["plan_and_follow"].append(time.perf_counter() - started)
@@ -146,7 +152,7 @@ def main() -> int:
                   f" p50 {m['latency_ms']['p50']} ms, p95 {m['latency_ms']['p95']} ms")  # fmt: skip
     print(f"`repolm ask {ask!r}`: {ask_command_seconds:.1f} s wall (model load included), "
           f"{len(asked['paths'])} paths")  # fmt: skip
-    for name in ("with_reasoning", "plan_and_follow"):
+    for name in ("ask", "with_written_answer", "plan_and_follow"):
         seconds = in_process[name]
         print(f"in-process ask on {len(in_process['questions'])} caller questions, {name}: "
               f"p50 {seconds['p50']} s, p95 {seconds['p95']} s")  # fmt: skip

@@ -196,6 +196,10 @@ class ServeConfig(_Section):
     explain_enabled: bool = setting(True)  # the hover adds a model-written explanation to the symbol card
     explain_budget: int = setting(768, low=_MIN_BUDGET)
     explain_max_tokens: int = setting(64, low=1)
+    # `repolm ask`'s written answer (RoG's reasoning step) before the one read off the graph: "adapter"
+    # only with a fine-tuned adapter active (the base model's words rarely cite a path and are dropped,
+    # at about 1.5 s on 2 cores), "always", or "never".
+    ask_reasoning: str = setting("adapter", choices=("adapter", "always", "never"))
     max_document_bytes: int = setting(2 * 1024 * 1024, low=1)  # bigger open buffers get no completion
     # The language server skips bigger messages unread (editors send whole files on didOpen).
     max_message_bytes: int = setting(64 * 1024 * 1024, low=1024)

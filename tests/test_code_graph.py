@@ -330,12 +330,13 @@ def test_ask_cli_prints_the_json_contract(tmp_path: Path, embedder) -> None:
 
 def test_the_base_model_answers_caller_questions_end_to_end(tmp_path: Path, embedder) -> None:
     """Real index, real graph, the real base model with no adapter: callers asked four ways, and a
-    symbol nothing calls (a test, which calls what it tests)."""
+    symbol nothing calls (a test, which calls what it tests). With no adapter active, the answer is the
+    one read off the graph (`[serve] ask_reasoning = "adapter"`): no written answer comes first."""
     from repolm.assist.engine import Engine
 
     root = write_tree(tmp_path, FILES)
     update_index(root, Config(), embedder=embedder)
-    engine = Engine(root, Config().with_overrides("serve", explain_enabled=False))
+    engine = Engine(root, Config())
     callers = {
         "What calls make_square?": ("geometry.report.total_area",),
         "Who calls check?": ("geometry.shapes.make_square", "tests.test_geometry.test_check_accepts_zero"),
@@ -349,6 +350,7 @@ def test_the_base_model_answers_caller_questions_end_to_end(tmp_path: Path, embe
         result, graph = engine.ask(question)
         assert result.plans == (("called_by",),) and result.entities == expected, question
         assert result.paths and all(valid(graph, path) for path in result.paths)
+        assert result.answer.startswith("Following called_by from "), result.answer
     nothing, _ = engine.ask("What calls test_total_area?")
     assert nothing.answer.startswith("Nothing calls tests.test_geometry.test_total_area in the code graph.")
 

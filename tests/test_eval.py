@@ -23,7 +23,13 @@ from repolm.training.eval_split import (
     split_bucket,
     training_files,
 )
-from repolm.training.eval_targets import cursor_prefix, editor_position, file_lines, sample_targets
+from repolm.training.eval_targets import (
+    analyze_file,
+    cursor_prefix,
+    editor_position,
+    file_lines,
+    sample_targets,
+)
 from repolm.training.evaluate import IndexSearch
 
 # Held out by the file split (pinned below): shop/pricing.py, shop/inventory.py, app/api.py.
@@ -214,6 +220,36 @@ def test_oracle_is_the_chunk_defining_the_used_symbol(shop) -> None:
     assert vat.symbols == ("shop.tax.vat_amount",)
     (chunk,) = index.store.chunks_by_id(list(vat.oracle_chunks)).values()
     assert chunk.chunk.path == "shop/tax.py" and "def vat_amount" in chunk.chunk.text
+
+
+def test_a_method_of_an_unnamed_receiver_is_no_use_of_a_same_named_method(tmp_path: Path, embedder) -> None:
+    # `"".join(...)` and `make().join(...)` call a method of a receiver whose type is unknown: the one
+    # repository method named `join` is not what they use, so it is no oracle for those lines.
+    root = write_tree(
+        tmp_path / "urls",
+        {
+            "urls/model.py": "class URL:\n    def join(self, other):\n        return other\n",
+            "urls/build.py": (
+                "from urls.model import URL\n"
+                "\n"
+                "\n"
+                "def render(parts):\n"
+                '    text = ", ".join(parts)\n'
+                "    again = URL().join(text)\n"
+                "    return URL.join(again, text)\n"
+            ),
+        },
+    )
+    update_index(root, Config(), embedder=embedder)
+    index = Index.open(root, Config(), embedder=embedder)
+    try:
+        facts = analyze_file(index, "urls/build.py", "python", (root / "urls/build.py").read_text())
+    finally:
+        index.close()
+    used = {line: [s.qualname for s in symbols] for line, symbols in facts.uses.items()}
+    assert 5 not in used and 5 not in facts.calls
+    assert used[6] == ["urls.model.URL"]
+    assert used[7] == ["urls.model.URL.join"]
 
 
 # -- metrics ---------------------------------------------------------------------------------------------

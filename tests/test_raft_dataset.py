@@ -84,6 +84,25 @@ def test_oracles_define_the_used_symbols_and_distractors_do_not(built):
     assert checked >= 50
 
 
+def test_cursors_where_only_the_oracle_shows_a_name_are_taken_first(built):
+    index, tokenizer, examples, _, _ = built
+    supplying = [e for e in examples if e.task == "complete" and e.oracle_supplies]
+    assert supplying, "the fixture must have lines that need their oracle"
+    for example in supplying:
+        oracle_text = "".join(d["text"] for d in example.documents if d["oracle"])
+        for name in example.oracle_supplies:
+            assert name in example.answer and name not in example.prefix
+            assert not example.oracle_included or name in oracle_text
+    # With room for fewer completions than there are such cursors, all chosen with an oracle are such.
+    room = len(supplying) // 2
+    few = dataclasses.replace(CONFIG, completion_examples=room, no_oracle_share=0.0, explain_examples=0)
+    few = dataclasses.replace(few, plan_examples=0)
+    chosen, stats = build_dataset(index, tokenizer, few, SERVE)
+    completions = [e for e in chosen if e.task == "complete" and e.oracle_available]
+    assert completions and all(e.oracle_supplies for e in completions)
+    assert stats.oracle_supplies == len(completions)
+
+
 def test_every_quote_is_verbatim_in_its_documents_and_abstentions_lack_the_oracle(built):
     _, _, examples, _, _ = built
     explains = [e for e in examples if e.task == "explain"]

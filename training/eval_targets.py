@@ -168,8 +168,9 @@ def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts
 
     A name is resolved only when the file says where it comes from: its head is imported, it is a
     member reached through self/cls/this, or it is a bare function name called on that line (not a
-    builtin). `obj.method()` on a local variable is skipped: its type is unknown, and the graph's
-    "defined once in the repository" fallback would match any same-named method.
+    builtin). `obj.method()` on a local variable, a literal or a call's result (`"".join`) is skipped:
+    its type is unknown, and the graph's "defined once in the repository" fallback would match any
+    same-named method.
     """
     facts = FileFacts(eligible=eligible_lines(language, text))
     parsed = parse_code(path, language, text)
@@ -177,11 +178,13 @@ def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts
     imported = {imp.alias for imp in parsed.imports}
     import_lines = {imp.line for imp in parsed.imports}
     module = module_name(path)
+    lines = file_lines(text)
     calls: dict[int, list[str]] = {}
     for reference in parsed.references:
         expression = reference.expression
         head = expression.split(".")[0]
-        known = head in imported or head in _RECEIVERS or ("." not in expression and head not in _BUILTINS)
+        bare = "." not in expression and not _is_member(lines, reference.line, reference.col)
+        known = head in imported or head in _RECEIVERS or (bare and head not in _BUILTINS)
         if reference.kind == "call" and known:
             calls.setdefault(reference.line, []).append(expression)
     resolved: dict[tuple[str, str], Symbol | None] = {}
@@ -192,7 +195,7 @@ def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts
             resolved[key] = graph.resolve(expression, path, scope)
         return resolved[key]
 
-    for number, content in enumerate(file_lines(text), 1):
+    for number, content in enumerate(lines, 1):
         if number in import_lines or _IMPORT_LINE.match(content) or not content.strip():
             continue
         code = _STRING.sub('""', content.split("#", 1)[0] if language == "python" else content)
@@ -215,6 +218,12 @@ def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts
         if found:
             facts.uses[number] = list(found.values())
     return facts
+
+
+def _is_member(lines: list[str], line: int, column: int) -> bool:
+    """Whether the name at (`line`, `column`) follows a dot: a member of a receiver the parser could not
+    name (`"".join`, `f(x).g`), which the references record by the bare name."""
+    return line <= len(lines) and lines[line - 1][:column].rstrip().endswith(".")
 
 
 def _resolve_longest(

@@ -43,6 +43,7 @@ from .eval_targets import (
     oracle_chunk_ids,
     read_redacted,
 )
+from .metrics import supplied_identifiers
 from .raft_examples import (
     DatasetStats,
     Example,
@@ -201,10 +202,19 @@ def completion_cursors(split: TrainingSplit, progress: Progress) -> list[tuple[C
     progress("cursors", len(split.files), len(split.files))
     rng.shuffle(with_oracle)
     rng.shuffle(without)
+    # Cursors where the oracle shows a name the file above does not come first: only there does reading
+    # it pay, and a model trained mostly on lines the file already predicts learns to skip the snippets.
+    with_oracle.sort(key=lambda found: not oracle_supplies(split, *found))  # stable: still shuffled
     limit = config.completion_examples
     plain_count = min(len(without), int(config.no_oracle_share * min(len(with_oracle), limit)) or 1)
     chosen = with_oracle[: max(0, limit - plain_count)] + without[:plain_count]
     return chosen[:limit]
+
+
+def oracle_supplies(split: TrainingSplit, cursor: Cursor, text: str) -> list[str]:
+    """The names of the cursor's answer that its oracle chunks hold and the code before it lacks."""
+    oracles = [chunk.text for cid in cursor.oracle_chunks if (chunk := split.chunk(cid))]
+    return supplied_identifiers(cursor.answer, cursor_prefix(text, cursor.line, cursor.column), oracles)
 
 
 def following_lines(text: str, cursor: Cursor) -> str:
@@ -280,6 +290,7 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
         completion=completion,
         prefix=kept_prefix,
         kind=cursor.kind,
+        oracle_supplies=oracle_supplies(split, cursor, text),
     )
 
 
@@ -328,6 +339,7 @@ def build_dataset(
     stats.by_kind = dict(Counter(f"{e.task}:{e.kind}" for e in unique))
     stats.with_oracle_available = sum(e.oracle_available for e in unique)
     stats.oracle_included = sum(e.oracle_included for e in unique)
+    stats.oracle_supplies = sum(bool(e.oracle_supplies) for e in unique)
     stats.abstain = sum(e.abstain for e in unique)
     if unique:
         stats.mean_documents = round(sum(len(e.documents) for e in unique) / len(unique), 2)
@@ -373,7 +385,8 @@ def format_stats(stats: DatasetStats) -> str:
         f"kinds: {', '.join(f'{k} {v}' for k, v in sorted(stats.by_kind.items()))}",
         f"files: {stats.training_files} training, {stats.held_out_files} held out for evaluation",
         f"oracle in prompt: {stats.oracle_included} examples"
-        + (f" ({share:.0%} of those with an oracle)" if share is not None else ""),
+        + (f" ({share:.0%} of those with an oracle)" if share is not None else "")
+        + f"; {stats.oracle_supplies} need a name only the oracle shows",
         f"abstentions: {stats.abstain}; duplicates dropped: {stats.duplicates_dropped};"
         f" skipped: {stats.skipped}",
         f"mean documents per prompt: {stats.mean_documents}; built in {stats.seconds:.1f}s",

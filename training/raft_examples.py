@@ -63,6 +63,7 @@ class Example:
     kind: str = ""
     abstain: bool = False  # explain: the answer says the sources do not contain it
     quotes: list[str] = field(default_factory=list)  # explain: verbatim quoted spans
+    oracle_supplies: list[str] = field(default_factory=list)  # complete: names only the oracle shows
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +93,7 @@ class DatasetStats:
     by_kind: dict[str, int] = field(default_factory=dict)
     with_oracle_available: int = 0  # examples that have oracle documents at all
     oracle_included: int = 0
+    oracle_supplies: int = 0  # completion examples whose answer uses a name only the oracle shows
     abstain: int = 0
     duplicates_dropped: int = 0
     skipped: int = 0  # targets whose prompt could not be built

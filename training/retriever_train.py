@@ -3,7 +3,8 @@
 The model is the embedder the index uses now (the active retriever, or the embedded MiniLM), trained on
 `retriever_pairs` and saved as a sentence-transformers folder that `Embedder` loads like any other.
 Texts are cut at the embedder's token cap during training as in serving, so the model learns from
-exactly the window it will read.
+exactly the window it will read. Like the generator's fine-tuning, it computes in bf16 autocast where
+the hardware has bf16 arithmetic (fp32 master weights; the saved model is fp32).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from repolm.config import Progress
 
+from .finetune import uses_bf16
 from .retriever_pairs import Pair
 
 
@@ -34,6 +36,7 @@ class RetrieverTrainConfig:
     # MultipleNegativesRankingLoss' inverse temperature: 20 is its default, for cosine similarities.
     scale: float = 20.0
     seed: int = 0
+    precision: str = "auto"  # auto (bf16 autocast where the hardware computes in bf16) | bf16 | fp32
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def train_retriever(
             seed=config.seed,
             disable_tqdm=True,
             use_cpu=True,
+            bf16=uses_bf16(config.precision),
             dataloader_num_workers=0,
         )
         trainer = SentenceTransformerTrainer(

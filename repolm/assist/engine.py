@@ -419,7 +419,8 @@ class Engine:
         graph = self.code_graph()
         model = self.model()
         serve = self.config.serve
-        reasoner = model_reasoner(model, serve) if serve.explain_enabled else None
+        written = {"always": True, "never": False, "adapter": model.adapter is not None}[serve.ask_reasoning]
+        reasoner = model_reasoner(model, serve) if serve.explain_enabled and written else None
         return answer(graph, question, model_planner(model), reasoner), graph
 
     # -- index updates -----------------------------------------------------------------------------
