@@ -68,17 +68,19 @@ def ask_seconds(repo: Path, threads: int, seed: int) -> dict:
     asked = questions(graph, lambda node: True, TIMED_QUESTIONS, seed, kinds=("callers",))
     planner, reasoner = model_planner(model), model_reasoner(model, config.serve)
     timings: dict[str, list[float]] = {"ask": [], "with_written_answer": [], "plan_and_follow": []}
+    kept = 0
     for question in asked:
         started = time.perf_counter()
         engine.ask(question.question)
         timings["ask"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        answer(graph, question.question, planner, reasoner)
+        written = answer(graph, question.question, planner, reasoner)
         timings["with_written_answer"].append(time.perf_counter() - started)
+        kept += written.answer != answer(graph, question.question, planner).answer  # the verifier kept it
         started = time.perf_counter()
         answer(graph, question.question, planner)
         timings["plan_and_follow"].append(time.perf_counter() - started)
-    result: dict = {"questions": [q.question for q in asked]}
+    result: dict = {"questions": [q.question for q in asked], "written_answers_kept": kept}
     for name, seconds in timings.items():
         p50, p95 = metrics.percentiles(seconds)
         result[name] = {"p50": metrics.rounded(p50), "p95": metrics.rounded(p95)}
@@ -156,6 +158,8 @@ def main() -> int:
         seconds = in_process[name]
         print(f"in-process ask on {len(in_process['questions'])} caller questions, {name}: "
               f"p50 {seconds['p50']} s, p95 {seconds['p95']} s")  # fmt: skip
+    print(f"written answers the verifier kept: {in_process['written_answers_kept']} of "
+          f"{len(in_process['questions'])}")  # fmt: skip
     return 0
 
 

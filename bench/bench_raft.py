@@ -3,7 +3,7 @@ oracle on held-out files of real repositories, paired per target, per repository
 
     python bench/bench_raft.py [--corpora httpx jinja2 werkzeug] [--profile standard] [--steps N]
                                [--limit 150] [--models base plain raft] [--arms in_file hybrid oracle]
-                               [--reuse] [--budget TOKENS]
+                               [--reuse] [--budget TOKENS] [--retriever FOLDER]
                                [--out bench/results/raft.json]
 
 For each corpus (a pinned PyPI sdist, downloaded and copied fresh), as a user would: `repolm index`,
@@ -11,7 +11,9 @@ For each corpus (a pinned PyPI sdist, downloaded and copied fresh), as a user wo
 then `repolm eval` of every model on every arm over the same held-out targets (the file split: files
 the training never saw). Every comparison is paired target by target with a bootstrap interval, per
 repository and pooled over all of them; the oracle comparison is over the targets that have oracle
-chunks. Writes the JSON (`--out`) and an HTML report with its plots beside it (`<out stem>_report/`).
+chunks. All arms retrieve with the embedded MiniLM; `--retriever` runs the hybrid arm once more with a
+fine-tuned embedding model (`hybrid_tuned`: `repolm retrain --retriever-only` makes one). Writes the
+JSON (`--out`) and an HTML report with its plots beside it (`<out stem>_report/`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ COMPARISONS = (
     Comparison("hybrid: RAFT − plain LoRA", ("raft", "hybrid"), ("plain", "hybrid"), goal=0.0),
     Comparison("hybrid: RAFT − base", ("raft", "hybrid"), ("base", "hybrid"), goal=0.0),
     Comparison("in-file: RAFT − base", ("raft", "in_file"), ("base", "in_file"), floor=-0.01),
+    # With `--retriever`: the fine-tuned retriever and the RAFT adapter together against either alone.
+    Comparison("RAFT hybrid: tuned − base retriever", ("raft", "hybrid_tuned"), ("raft", "hybrid"), goal=0.0),
+    Comparison("tuned retriever: RAFT − base", ("raft", "hybrid_tuned"), ("base", "hybrid_tuned"), goal=0.0),
+    Comparison("base model hybrid: tuned − base retriever", ("base", "hybrid_tuned"), ("base", "hybrid")),
     Comparison("base: oracle − in-file", ("base", "oracle"), ("base", "in_file"), "oracle_chunks"),
     Comparison(
         "base: oracle − in-file, oracle supplies a name",
@@ -107,12 +113,25 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
     evaluation_file = work / f"{corpus}{f'-{args.budget}' if args.budget else ''}.json"
     adapters = [f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained]
     started = time.perf_counter()
-    repolm(
-        "eval", "--repo", str(repo), "--arms", *args.arms, "--limit", str(args.limit), "--explain", "0",
-        "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed), *adapters,
-        "--json", str(evaluation_file), "--report", str(evaluation_file.with_suffix("")),
-    )  # fmt: skip
-    evaluation = json.loads(evaluation_file.read_text(encoding="utf-8"))
+
+    def evaluate(out: Path, arms: list[str], embedding_model: str) -> dict:
+        repolm(
+            "eval", "--repo", str(repo), "--arms", *arms, "--limit", str(args.limit), "--explain", "0",
+            "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed), *adapters,
+            "--embedding-model", embedding_model, "--json", str(out), "--report", str(out.with_suffix("")),
+        )  # fmt: skip
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    evaluation = evaluate(evaluation_file, args.arms, "base")
+    if args.retriever:  # the same targets (same split and seed), retrieved with the fine-tuned model
+        tuned = evaluate(evaluation_file.with_name(f"{evaluation_file.stem}-tuned.json"), ["hybrid"],
+                         str(args.retriever))  # fmt: skip
+        for record, again in zip(evaluation["records"], tuned["records"], strict=True):
+            assert (record["path"], record["line"]) == (again["path"], again["line"])
+            for model, arms in again["models"].items():
+                record["models"][model]["hybrid_tuned"] = arms["hybrid"]
+        for model, result in tuned["models"].items():
+            evaluation["models"][model]["arms"]["hybrid_tuned"] = result["arms"]["hybrid"]
     return {
         "index_seconds": index_seconds,
         "eval_seconds": round(time.perf_counter() - started, 1),
@@ -120,7 +139,7 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         "train": {name: {**m["train"], "wall_seconds": m.get("wall_seconds")} for name, m in trained.items()},
         "targets": evaluation["targets"],
         "table": {
-            model: {arm: {s: result["arms"][arm][s] for s in SCORES} for arm in args.arms}
+            model: {arm: {s: scores[s] for s in SCORES} for arm, scores in result["arms"].items()}
             for model, result in evaluation["models"].items()
         },
         "records": evaluation["records"],
@@ -269,6 +288,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--budget", type=int, help="the evaluation's completion prompt budget (default: the serving default)"
+    )
+    parser.add_argument(
+        "--retriever",
+        type=Path,
+        metavar="FOLDER",
+        help="also run the hybrid arm with this fine-tuned sentence-transformers folder (arm hybrid_tuned)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "raft.json")
     args = parser.parse_args()
