@@ -24,6 +24,7 @@ from corpora import fresh_copy, repolm
 from report import machine, write_report
 
 from repolm.training.metrics import bootstrap, hit_at, reciprocal_rank
+from repolm.training.retrain import EXIT_NOT_PROMOTED, EXIT_PROMOTED
 
 HERE = Path(__file__).resolve().parent
 FAMILIES = ("completion", "docstring", "question")
@@ -43,9 +44,8 @@ def main() -> int:
     repolm("index", str(repo), "--json")
     indexed = time.perf_counter() - started
     started = time.perf_counter()
-    retrain = json.loads(
-        repolm("retrain", "--repo", str(repo), "--retriever-only", "--limit", str(args.limit), "--json")
-    )
+    arguments = ("retrain", "--repo", str(repo), "--retriever-only", "--limit", str(args.limit), "--json")
+    retrain = json.loads(repolm(*arguments, allowed=(EXIT_PROMOTED, EXIT_NOT_PROMOTED)))
     wall = time.perf_counter() - started
     step = retrain["retriever"]
     folder = repo / ".repolm" / "adapters" / "retrievers" / step["name"]
