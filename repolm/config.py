@@ -197,8 +197,8 @@ class ServeConfig(_Section):
     explain_budget: int = setting(768, low=_MIN_BUDGET)
     explain_max_tokens: int = setting(64, low=1)
     # `repolm ask`'s written answer (RoG's reasoning step) before the one read off the graph: "adapter"
-    # only with a fine-tuned adapter active (the base model's words rarely cite a path and are dropped,
-    # at about 1.5 s on 2 cores), "always", or "never".
+    # only with a fine-tuned adapter active (the base model's words seldom cite a path, so the verifier
+    # drops most, and cost about 2 s on this CPU), "always", or "never".
     ask_reasoning: str = setting("adapter", choices=("adapter", "always", "never"))
     max_document_bytes: int = setting(2 * 1024 * 1024, low=1)  # bigger open buffers get no completion
     # The language server skips bigger messages unread (editors send whole files on didOpen).
