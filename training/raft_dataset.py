@@ -80,6 +80,7 @@ class Cursor:
     symbols: tuple[str, ...]
     oracle_chunks: tuple[int, ...]
     definitions: tuple[tuple[str, int], ...]  # (path, name_line) of the used symbols
+    supplies: tuple[str, ...] = ()  # names of the answer that only the oracle shows (`oracle_supplies`)
 
 
 def _block_answer(lines: list[str], number: int, column: int) -> tuple[str, int]:
@@ -158,6 +159,7 @@ def _cursors_in_file(
         oracles = tuple(c for c in dict.fromkeys(chunks) if split.allows(split.index._spans[c].path))
         oracles = oracles[:MAX_ORACLES]
         used = (tuple(s.qualname for s in symbols), oracles, tuple((s.path, s.name_line) for s in symbols))
+        oracle_texts = [chunk.text for cid in oracles if (chunk := split.chunk(cid))]
         places: list[tuple[str, int]] = []  # (kind, column) of the line's cursors
         answers: dict[int, tuple[str, int]] = {}  # column -> (answer, its last line), when not the rest
         if oracles:
@@ -180,7 +182,11 @@ def _cursors_in_file(
             )
             if answer.strip():
                 found = with_oracle if oracles else without
-                found.append(Cursor(path, number, at, kind, answer, last, *used))
+                supplies: tuple[str, ...] = ()
+                if oracle_texts:  # the answer's names that the oracle holds and the code above lacks
+                    before = cursor_prefix(text, number, at)
+                    supplies = tuple(supplied_identifiers(answer, before, oracle_texts))
+                found.append(Cursor(path, number, at, kind, answer, last, *used, supplies))
     return with_oracle, without
 
 
@@ -204,17 +210,11 @@ def completion_cursors(split: TrainingSplit, progress: Progress) -> list[tuple[C
     rng.shuffle(without)
     # Cursors where the oracle shows a name the file above does not come first: only there does reading
     # it pay, and a model trained mostly on lines the file already predicts learns to skip the snippets.
-    with_oracle.sort(key=lambda found: not oracle_supplies(split, *found))  # stable: still shuffled
+    with_oracle.sort(key=lambda found: not found[0].supplies)  # stable: still shuffled
     limit = config.completion_examples
     plain_count = min(len(without), int(config.no_oracle_share * min(len(with_oracle), limit)) or 1)
     chosen = with_oracle[: max(0, limit - plain_count)] + without[:plain_count]
     return chosen[:limit]
-
-
-def oracle_supplies(split: TrainingSplit, cursor: Cursor, text: str) -> list[str]:
-    """The names of the cursor's answer that its oracle chunks hold and the code before it lacks."""
-    oracles = [chunk.text for cid in cursor.oracle_chunks if (chunk := split.chunk(cid))]
-    return supplied_identifiers(cursor.answer, cursor_prefix(text, cursor.line, cursor.column), oracles)
 
 
 def following_lines(text: str, cursor: Cursor) -> str:
@@ -290,7 +290,7 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
         completion=completion,
         prefix=kept_prefix,
         kind=cursor.kind,
-        oracle_supplies=oracle_supplies(split, cursor, text),
+        oracle_supplies=list(cursor.supplies),
     )
 
 
