@@ -302,7 +302,9 @@ def raw_references(f: SourceFile, captures: dict[str, list[Node]]) -> list[_RawR
                 name = tail.group()
                 expression = "".join(raw.split()).replace("::", ".").replace("?.", ".")
                 if not _DOTTED.match(expression):
-                    expression = name  # `f(x).g` or `a[0].g`: only the name is meaningful
+                    # `f(x).g`, `a[0].g`, `"".join`: a member of a receiver we cannot name, marked by
+                    # its leading dot so that resolution never takes it for a bare function name.
+                    expression = "." + name
             name_bytes = len(name.encode("utf-8", "surrogatepass"))
             row, col = end_node.end_point
             found.append(_RawRef(end - name_bytes, row, col - name_bytes, name, expression, kind))

@@ -3,11 +3,15 @@
 References are stored as written (name, dotted expression, enclosing scope) and resolved when asked,
 so an edit to one file never leaves stale resolutions in another. Resolution tries, in order: the
 file's own imports (following re-exports a few hops), `self`/`this`/`cls` inside a class, a
-definition in the same file, and finally a name defined exactly once in the repository.
+definition in the same file, and finally a name defined exactly once in the repository. A member of a
+receiver the parser cannot name (`.join` in `"".join(...)`) takes that last step only when no builtin
+type has a member of that name: `"".join` is `str.join`, not the repository's one `join` method.
 """
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -18,6 +22,9 @@ from .store import Store, alive
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RECEIVERS = {"self", "cls", "this"}
 _REEXPORT_HOPS = 3
+# Members of the builtin types (and files) that literals, containers and call results usually are.
+_BUILTIN_TYPES = (*(t for t in vars(builtins).values() if isinstance(t, type)), io.TextIOWrapper, io.BytesIO)
+_BUILTIN_MEMBERS = frozenset(name for kind in _BUILTIN_TYPES for name in dir(kind))
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,10 @@ class SymbolGraph:
 
     def resolve(self, expression: str, path: str, scope: str = "") -> Symbol | None:
         """The definition a dotted expression written in `path` (inside `scope`) refers to."""
+        if expression.startswith("."):  # a member of an unnamed receiver (`f(x).g`, `"".join`)
+            name = expression.rpartition(".")[2]
+            candidates = [] if name in _BUILTIN_MEMBERS else self.by_name(name)
+            return candidates[0] if len(candidates) == 1 else None
         parts = expression.split(".")
         head, rest = parts[0], parts[1:]
         imports = self._imports_of(path)
@@ -231,17 +242,19 @@ class SymbolGraph:
 
 
 def dotted_expression_at(line_text: str, col: int) -> str:
-    """The dotted name ending with the identifier under `col` ("os.path.join" on "join")."""
+    """The dotted name ending with the identifier under `col` ("os.path.join" on "join"), with a leading
+    dot when it is a member of something unnamed (".join" on `"".join`), as references store it."""
     for match in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*", line_text):
         if match.start() <= col <= match.end():
+            marker = "." if line_text[: match.start()].rstrip().endswith(".") else ""
             parts = [p.strip() for p in match.group().split(".")]
             offset = match.start()
             for index, part in enumerate(parts):
                 end = line_text.find(part, offset) + len(part)
                 if col <= end:
-                    return ".".join(parts[: index + 1])
+                    return marker + ".".join(parts[: index + 1])
                 offset = end
-            return ".".join(parts)
+            return marker + ".".join(parts)
     return ""
 
 

@@ -21,8 +21,10 @@ import numpy as np
 
 from .records import Chunk, ParsedFile
 
-# 2: chunks carry the summary (a definition's docstring) that hybrid search also matches.
-FORMAT_VERSION = 2
+# Raised whenever what is stored changes meaning; an older index is rebuilt by `repolm index`. Format 3:
+# chunks carry their summary (a definition's docstring), a member of a receiver the parser cannot name
+# is referenced as `.name`.
+FORMAT_VERSION = 3
 DB_NAME = "index.sqlite"
 # An index of an earlier format (or a damaged one), set aside while its replacement is built: the
 # vectors it holds are carried over.

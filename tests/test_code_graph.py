@@ -214,6 +214,45 @@ def test_constrained_plans_hold_only_relation_paths_present_from_the_subject() -
             assert all(valid(graph, path) and path[0].source == subject for path in result.paths)
 
 
+def test_a_member_of_an_unnamed_receiver_resolves_past_builtin_types_only(tmp_path: Path, embedder) -> None:
+    # `", ".join(...)` is str.join, not the repository's one `join` method; `open_url(x).fetch()` can only
+    # be the repository's one `fetch`.
+    root = write_tree(
+        tmp_path / "urls",
+        {
+            "urls/model.py": (
+                "class URL:\n    def join(self, other):\n        return other\n\n"
+                "    def fetch(self):\n        return self\n\n\n"
+                "def open_url(text):\n    return URL()\n"
+            ),
+            "urls/build.py": (
+                "from urls.model import URL, open_url\n"
+                "\n"
+                "\n"
+                "def render(parts):\n"
+                '    text = ", ".join(parts)\n'
+                "    page = open_url(text).fetch()\n"
+                "    return URL.join(page, text)\n"
+            ),
+        },
+    )
+    update_index(root, Config(), embedder=embedder)
+    index = Index.open(root, Config(), embedder=embedder)
+    try:
+        symbols = index.graph
+        assert [use.line for use in symbols.callers("urls.model.URL.join")] == [7]
+        assert [use.line for use in symbols.callers("urls.model.URL.fetch")] == [6]
+        text = (root / "urls/build.py").read_text()
+        assert symbols.definition_at("urls/build.py", 5, text.splitlines()[4].index("join"), text) is None
+        fetch = symbols.definition_at("urls/build.py", 6, text.splitlines()[5].index("fetch"), text)
+        assert fetch is not None and fetch.qualname == "urls.model.URL.fetch"
+        graph = CodeGraph.build(index)
+    finally:
+        index.close()
+    assert targets(graph, "urls.build.render", "calls") >= {"urls.model.URL.join", "urls.model.URL.fetch"}
+    assert [edge.line for edge in graph.edges("urls.model.URL.join", "called_by")] == [7]
+
+
 def test_a_symbol_nothing_calls_is_answered_from_the_graph(graph: CodeGraph) -> None:
     result = answer(graph, "What calls test_total_area?", ranking("called_by"))
     assert result.subject is not None and result.subject.id == "tests.test_geometry.test_total_area"
