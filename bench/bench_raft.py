@@ -114,7 +114,10 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
     adapters = [f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained]
     started = time.perf_counter()
 
-    def evaluate(out: Path, arms: list[str], embedding_model: str) -> dict:
+    def evaluate(out: Path, arms: list[str], embedding_model: str, reusable: bool) -> dict:
+        earlier = finished(out, ["base", *trained], arms) if reusable else None
+        if earlier is not None:
+            return earlier
         repolm(
             "eval", "--repo", str(repo), "--arms", *arms, "--limit", str(args.limit), "--explain", "0",
             "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed), *adapters,
@@ -122,10 +125,10 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         )  # fmt: skip
         return json.loads(out.read_text(encoding="utf-8"))
 
-    evaluation = evaluate(evaluation_file, args.arms, "base")
+    evaluation = evaluate(evaluation_file, args.arms, "base", reusable=args.reuse)
     if args.retriever:  # the same targets (same split and seed), retrieved with the fine-tuned model
         tuned = evaluate(evaluation_file.with_name(f"{evaluation_file.stem}-tuned.json"), ["hybrid"],
-                         str(args.retriever))  # fmt: skip
+                         str(args.retriever), reusable=False)  # fmt: skip
         for record, again in zip(evaluation["records"], tuned["records"], strict=True):
             assert (record["path"], record["line"]) == (again["path"], again["line"])
             for model, arms in again["models"].items():
@@ -144,6 +147,15 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         },
         "records": evaluation["records"],
     }
+
+
+def finished(out: Path, models: list[str], arms: list[str]) -> dict | None:
+    """The evaluation an earlier run wrote to `out`, if it holds every model on every arm asked for."""
+    if not out.is_file():
+        return None
+    evaluation = json.loads(out.read_text(encoding="utf-8"))
+    found = evaluation["models"]
+    return evaluation if all(m in found and set(arms) <= set(found[m]["arms"]) for m in models) else None
 
 
 def differences(records: list[dict], comparison: Comparison, score: str) -> list[float] | None:
@@ -284,7 +296,7 @@ def main() -> int:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="keep each corpus's copy and the adapters an earlier run finished there (evaluate again only)",
+        help="keep each corpus's copy, the adapters and the evaluations an earlier run finished there",
     )
     parser.add_argument(
         "--budget", type=int, help="the evaluation's completion prompt budget (default: the serving default)"
