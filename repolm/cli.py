@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from repolm.config import FUSIONS, SEARCH_MODES, TASKS, TRAIN_PROFILES, Config, ConfigError, load_config
 
@@ -168,9 +169,12 @@ def _training_parsers(commands: argparse._SubParsersAction) -> None:
                 help="only fine-tune the retriever, gate it on held-out retrieval and promote it if better",
             )
         sub.set_defaults(run=_train if command == "train" else _retrain)
-    adapters = commands.add_parser("adapters", help="list, activate or roll back trained adapters")
-    adapters.add_argument("action", choices=("list", "activate", "rollback"))
-    adapters.add_argument("name", nargs="?", help="the adapter to activate")
+    adapters = commands.add_parser(
+        "adapters", help="list, activate, roll back or export (GGUF, for llama.cpp) trained adapters"
+    )
+    adapters.add_argument("action", choices=("list", "activate", "rollback", "export"))
+    adapters.add_argument("name", nargs="?", help="the adapter to activate or export (default: active)")
+    adapters.add_argument("--gguf", type=Path, help="export: the GGUF LoRA file to write")
     adapters.add_argument(
         "--retriever", action="store_true", help="the fine-tuned retrievers instead of the LoRA adapters"
     )
@@ -238,6 +242,8 @@ def _adapters(args: argparse.Namespace) -> int:
                 raise CliError("adapters activate takes an adapter NAME")
             registry.activate(args.name)
             print(f"active: {args.name}")
+        elif args.action == "export":
+            return _export(args, registry, config)
         elif args.action == "rollback":
             print(f"active: {registry.rollback() or 'base model (no adapter)'}")
         elif args.json:
@@ -250,6 +256,24 @@ def _adapters(args: argparse.Namespace) -> int:
                 print(f"{mark} {row['name']}  {row['mode']}  {scores}  {row['created']}")
     except RegistryError as error:
         raise CliError(str(error)) from error
+    return 0
+
+
+def _export(args: argparse.Namespace, registry: Any, config: Config) -> int:
+    """`adapters export`: the named (or active) adapter as a GGUF LoRA; `registry` is the adapters'."""
+    from repolm.model import resolve_base
+    from repolm.training.export import ExportError, export_gguf
+
+    if args.gguf is None:
+        raise CliError("adapters export takes --gguf FILE, the GGUF LoRA to write")
+    name = args.name or registry.active()
+    if not name:
+        raise CliError("no adapter is active: name the one to export")
+    try:
+        written = export_gguf(registry.path(name), resolve_base(config.serve.model or None), args.gguf)
+    except ExportError as error:
+        raise CliError(str(error)) from error
+    print(f"exported {name} to {written} (llama-server --lora {written})")
     return 0
 
 

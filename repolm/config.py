@@ -176,6 +176,12 @@ class SearchConfig(_Section):
 _MIN_BUDGET = 64
 
 
+# `[serve] template`'s values: repolm.fim holds the layouts (the config is the bottom layer: it names them).
+COMPLETION_TEMPLATES = (
+    "auto", "plain", "qwen", "codegemma", "starcoder2", "starcoder", "deepseek", "codellama"
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ServeConfig(_Section):
     """Completion and explain settings for `repolm serve`, `complete` and `explain`."""
@@ -184,6 +190,10 @@ class ServeConfig(_Section):
 
     model: str = setting("")  # a local Hugging Face folder; empty means the embedded SmolLM2-135M
     adapter: str = setting("")  # a PEFT adapter folder (or a symlink to the active one); watched for changes
+    # The completion layout (repolm.fim): "auto" recognises a FIM family from the tokenizer's special
+    # tokens; "plain" (the embedded model's) or a family's name forces one. Training lays RAFT examples out
+    # with it too.
+    template: str = setting("auto", choices=COMPLETION_TEMPLATES)
     completion_enabled: bool = setting(True)
     # Budgets sized for the 135M model on a 2-core CPU: prefill dominates latency. Prompt tokens:
     # snippets plus the code before the cursor.
@@ -218,6 +228,26 @@ class ServeConfig(_Section):
 
 
 @dataclass(frozen=True)
+class ModelSection(_Section):
+    """`[model]`: where generation runs. "local": repolm's own runtime over `[serve] model` (the embedded
+    SmolLM2-135M by default). "openai": an engine's OpenAI-compatible completions endpoint (vLLM,
+    llama.cpp's server, Ollama, TGI, LM Studio) serving the same model; repolm still retrieves and builds
+    the prompt, with the tokenizer of `[serve] model`."""
+
+    name: ClassVar[str] = "model"
+
+    backend: str = setting("local", choices=("local", "openai"))
+    url: str = setting("")  # the endpoint's base, e.g. "http://127.0.0.1:8080/v1"
+    served_name: str = setting("")  # the model name the engine serves it under
+    # The name of the environment variable holding the API key, never the key.
+    api_key_env: str = setting("")
+    timeout_seconds: float = setting(30.0, low=0.1)
+    # "tokens": the prompt's token ids, exactly what training saw (vLLM, llama.cpp); "text" for engines
+    # that take text only (Ollama, TGI).
+    prompt_as: str = setting("tokens", choices=("tokens", "text"))
+
+
+@dataclass(frozen=True)
 class TrainSection(_Section):
     """`[train]`: what a user sets for `repolm train` / `retrain`; the rest lives in the training configs."""
 
@@ -245,6 +275,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    model: ModelSection = field(default_factory=ModelSection)
     train: TrainSection = field(default_factory=TrainSection)
 
     def with_overrides(self, section: str, **values: Any) -> Config:

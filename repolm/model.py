@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 # Set before transformers is imported: it reads the variable at import time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -242,6 +242,25 @@ class LoadedModel:
             self.model, self.adapter, self._int8 = model, path, None
 
 
+class RemoteGenerator(Protocol):
+    """A model an engine serves (repolm.remote.RemoteModel): the tokenizer is here, generation there."""
+
+    tokenizer: Any
+    adapter: Path | None
+
+    def generate(
+        self,
+        prompt: str | Sequence[int],
+        max_new_tokens: int,
+        stop: StopRules | None,
+        cancel: Cancel,
+        healed: str,
+    ) -> Generation: ...
+
+
+Served = LoadedModel | RemoteGenerator  # what the assist cores generate with
+
+
 def _base_model(folder: Path, device: torch.device, dtype: torch.dtype) -> Any:
     # On the CPU, decoding passes take the grouped path (see repolm.attention); CUDA's SDPA kernels are
     # already fast for them.
@@ -348,7 +367,7 @@ class Generation:
     prefill_seconds: float = 0.0
 
 
-def _is_cancelled(cancel: Cancel) -> bool:
+def is_cancelled(cancel: Cancel) -> bool:
     if cancel is None:
         return False
     return cancel.is_set() if isinstance(cancel, threading.Event) else cancel()
@@ -372,7 +391,7 @@ def _next_token(logits: torch.Tensor, vocab: Vocab, pending: bytes) -> int:
 
 
 def generate(
-    loaded: LoadedModel,
+    loaded: Served,
     prompt: str | Sequence[int],
     max_new_tokens: int = 64,
     stop: StopRules | None = None,
@@ -405,6 +424,8 @@ def generate(
     `prompt_caches`: how many recent sequences' KV caches to keep for later prompts (`_PromptCaches`;
     None keeps the pool's size).
     """
+    if not isinstance(loaded, LoadedModel):  # an engine generates (repolm.remote.RemoteModel)
+        return loaded.generate(prompt, max_new_tokens, stop, cancel, healed)
     stop = stop or StopRules()
     vocab = vocab_of(loaded.tokenizer)
     ids = _encode(loaded, prompt)
@@ -437,7 +458,7 @@ def generate(
         reason: FinishReason = "length"
         finished = False
         while not finished and len(tokens) < max_new_tokens:
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 reason = "cancelled"
                 break
             room = max_new_tokens - len(tokens) - 1

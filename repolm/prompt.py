@@ -9,6 +9,10 @@ the cursor, which the model simply continues. The suffix is not used: without FI
 reads code after the cursor as more code to continue, and the runtime's stop rules (end of line, dedent)
 bound the completion instead.
 
+A model with fill-in-the-middle tokens (repolm.fim: Qwen2.5-Coder, StarCoder2, DeepSeek-Coder, CodeLlama,
+CodeGemma) gets its family's template instead: the code after the cursor as the suffix, the snippets in
+the family's repository layout where it has one (as path comments at the head of the prefix where not).
+
 Explain uses the tokenizer's chat template with numbered sources and asks for the RAFT answer format:
 citations as `path:line`, verbatim quotes between ##begin_quote## and ##end_quote##, and `<ANSWER>: ...`.
 
@@ -24,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
+from repolm.fim import FimTemplate, template_named
 from repolm.vocab import vocab_of
 
 # A completion prompt keeps at least this share of the budget for the code before the cursor before any
@@ -33,6 +38,8 @@ PREFIX_SHARE = 0.5
 MIN_SNIPPET_LINES = 3
 # A prefix that must be cut starts on a line number divisible by this (see `_fit_prefix`).
 PREFIX_ANCHOR_LINES = 8
+# A FIM prompt's share of the budget for the code after the cursor, taken from the prefix's share.
+SUFFIX_SHARE = 0.15
 # Tokens of the snippets' share kept free for the prompt's own headers and token merges at the seams.
 SNIPPET_MARGIN = 48
 
@@ -96,7 +103,7 @@ class PromptRequest:
     task: Literal["complete", "explain", "plan"]
     documents: Sequence[Document]  # best first
     prefix: str = ""  # the current file's text before the cursor
-    suffix: str = ""  # the current file's text after the cursor (unused, see the module docstring)
+    suffix: str = ""  # the current file's text after the cursor (read by FIM templates only)
     question: str = ""
     path: str = ""  # the current file
     relations: Sequence[str] = ()  # plan: the relation names of the code graph that paths may use
@@ -109,15 +116,25 @@ class Prompt:
     documents: tuple[Document, ...]  # the ones that fit, best first; a cut one has its end_line lowered
     healed: str  # removed from the end of the prefix by token healing; the generation must start with it
     prefix_start: int = 0  # completion: where the kept code before the cursor starts in `text`
+    prefix_end: int | None = None  # ... and where it ends (a FIM prompt goes on with the suffix)
+
+    @property
+    def kept_prefix(self) -> str:
+        """The code before the cursor that the prompt holds, healed text included."""
+        return self.text[self.prefix_start : self.prefix_end] + self.healed
 
 
 def comment_prefix(path: str) -> str:
     return _LINE_COMMENT.get(PurePosixPath(path).suffix.lower(), "#")
 
 
-def build_prompt(request: PromptRequest, tokenizer: Any, budget: int) -> Prompt:
-    """The model input for `request`, at most `budget` tokens long. Deterministic."""
+def build_prompt(request: PromptRequest, tokenizer: Any, budget: int, template: str = "auto") -> Prompt:
+    """The model input for `request`, at most `budget` tokens long. Deterministic. `template` names the
+    completion layout (`[serve] template`): "auto" recognises a FIM family from the tokenizer."""
     if request.task == "complete":
+        fim = template_named(template, tokenizer)
+        if fim is not None:
+            return _build_infill(request, tokenizer, budget, fim)
         return _build_completion(request, tokenizer, budget)
     if request.task == "explain":
         return _build_explain(request, tokenizer, budget)
@@ -308,6 +325,53 @@ def _build_completion(request: PromptRequest, tokenizer: Any, budget: int) -> Pr
     if len(input_ids) > budget:
         raise ValueError(f"budget {budget} is too small for the prompt's fixed header")
     return Prompt(text[:cut], input_ids, chosen, text[cut:], prefix_start=len(text) - len(prefix))
+
+
+def _infill_snippet(template: FimTemplate, document: Document, path: str) -> str:
+    text = document.text if document.text.endswith("\n") else document.text + "\n"
+    return template.file(document.path, text) if template.repository_layout else _snippet(document, path)
+
+
+def _fit_suffix(tokenizer: Any, suffix: str, limit: int) -> str:
+    """The first whole lines of the code after the cursor that fit in `limit` tokens."""
+    lines = _lines(suffix)
+    return "".join(lines[: _largest(len(lines), lambda k: _count(tokenizer, "".join(lines[:k])) <= limit)])
+
+
+def _build_infill(request: PromptRequest, tokenizer: Any, budget: int, template: FimTemplate) -> Prompt:
+    """A FIM prompt. The snippets take the same fixed share of the budget as in the plain layout (a
+    prompt head that stays put across keystrokes keeps the KV cache); the suffix up to SUFFIX_SHARE;
+    the code before the cursor the rest. Nothing is healed: the model writes the middle after its own
+    token."""
+    suffix = _fit_suffix(tokenizer, request.suffix, int(budget * SUFFIX_SHARE))
+    room = int(budget * (1 - PREFIX_SHARE)) - SNIPPET_MARGIN
+    chosen: list[Document] = []
+
+    def cost(document: Document) -> int:
+        return _count(tokenizer, _infill_snippet(template, document, request.path))
+
+    for document in request.documents:
+        fitted = _fit_document(document, lambda d, room=room: cost(d) <= room)
+        if fitted is not None:
+            chosen.append(fitted)
+            room -= cost(fitted)
+        if fitted is not document:
+            break
+    snippets = "".join(_infill_snippet(template, d, request.path) for d in reversed(chosen))
+    head = snippets if template.repository_layout else f"{snippets}{path_header(request.path)}"
+    opening, closing = template.around(head, request.path, suffix)
+    lines = _lines(request.prefix)
+    limit = budget - len(encode_prompt(tokenizer, opening + closing))
+    while True:  # tokens merge at the seams: shrink the allowance until the whole fits
+        prefix = _fit_prefix(tokenizer, lines, max(limit, 0))
+        text = f"{opening}{prefix}{closing}"
+        input_ids = encode_prompt(tokenizer, text)
+        if len(input_ids) <= budget or limit <= 0:
+            break
+        limit -= len(input_ids) - budget
+    if len(input_ids) > budget:
+        raise ValueError(f"budget {budget} is too small for the prompt's fixed header")
+    return Prompt(text, input_ids, tuple(chosen), "", len(opening), len(opening) + len(prefix))
 
 
 # ---------------------------------------------------------------------------------------------------------

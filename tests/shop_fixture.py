@@ -41,3 +41,26 @@ FILES = {
     "app/checkout.py": CHECKOUT,
     "docs/pricing.md": "# Pricing\n\nDiscounts use `apply_discount(price, percent)` before `add_tax`.\n",
 }
+
+# Small budgets keep the end-to-end tests fast on a 2-core CPU; the code paths are the production ones.
+SETTINGS = {"repolm": {"completion": {"budget": 512, "maxTokens": 16}, "explain": {"maxTokens": 24}}}
+
+
+async def start_session(client, root) -> None:
+    """Initialize `client` (a pytest-lsp client of `repolm serve`) on the shop at `root` as VS Code
+    would, and wait until the index the server builds in the background on `initialized` is ready."""
+    import pytest_lsp
+    from lsprotocol import types
+
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=pytest_lsp.client_capabilities("visual-studio-code"),
+            root_uri=root.as_uri(),
+            initialization_options=SETTINGS,
+        )
+    )
+    client.root = root
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="repolm.reindex")
+    )
+    assert result["generation"] >= 1

@@ -20,7 +20,7 @@ import pytest_lsp
 from conftest import write_tree
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
-from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING
+from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING, start_session
 
 from repolm.server.lsp import in_thread
 
@@ -29,29 +29,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 CURSOR = types.Position(line=12, character=len("    total = apply_"))
 USE = types.Position(line=6, character=len("    discounted = apply_d"))  # on a call of apply_discount
 
-# Small budgets keep the module fast on a 2-core CPU; the code paths are the production ones.
-SETTINGS = {"repolm": {"completion": {"budget": 512, "maxTokens": 16}, "explain": {"maxTokens": 24}}}
-
 
 @pytest_lsp.fixture(
     scope="module",
     config=ClientServerConfig(server_command=[sys.executable, "-m", "repolm.cli", "serve"]),
 )
 async def client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory):
-    root = write_tree(tmp_path_factory.mktemp("shop"), FILES)
-    await lsp_client.initialize_session(
-        types.InitializeParams(
-            capabilities=pytest_lsp.client_capabilities("visual-studio-code"),
-            root_uri=root.as_uri(),
-            initialization_options=SETTINGS,
-        )
-    )
-    lsp_client.root = root  # type: ignore[attr-defined]
-    # The index builds in the background on `initialized`; reindex waits for it.
-    result = await lsp_client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="repolm.reindex")
-    )
-    assert result["generation"] >= 1
+    await start_session(lsp_client, write_tree(tmp_path_factory.mktemp("shop"), FILES))
     yield
     await lsp_client.shutdown_session()
 

@@ -118,11 +118,25 @@ def test_training_stops_when_its_minutes_run_out_and_keeps_an_adapter(dataset, t
     assert (tmp_path / "timed" / CHECKPOINTS / "checkpoint-1").is_dir()
 
 
-def _launch(dataset: Path, output: Path) -> list[str]:
+def _launch(dataset: Path, output: Path, processes: int = 1) -> list[str]:
     arguments = ["--dataset", str(dataset), "--output", str(output), "--max-steps", "3", "--save-steps", "1"]
     arguments += ["--batch-size", "1", "--max-length", "200"]
-    launcher = ["launch", "--num_processes", "1", "--cpu", "-m", "repolm.training.finetune"]
+    launcher = ["launch", "--num_processes", str(processes), "--cpu", "-m", "repolm.training.finetune"]
     return [str(Path(sys.executable).with_name("accelerate")), *launcher, *arguments]
+
+
+def test_two_processes_under_accelerate_train_one_adapter(dataset, tmp_path):
+    """Data-parallel training as on several GPUs or machines, here two CPU processes (gloo)."""
+    from repolm.model import load_model
+
+    _, path = dataset
+    output = tmp_path / "adapter"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(_launch(path, output, 2), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((output / RESULT_FILE).read_text())["steps"] == 3
+    assert (output / "adapter_model.safetensors").is_file()
+    assert load_model(device="cpu", adapter=str(output)).adapter == output
 
 
 def test_training_resumes_from_its_checkpoint_after_a_kill(dataset, tmp_path):

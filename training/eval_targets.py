@@ -103,6 +103,17 @@ def cursor_prefix(text: str, line: int, column: int) -> str:
     return text[: start + column]
 
 
+def cursor_suffix(text: str, end_line: int) -> str:
+    """The file's text after 1-based line `end_line`, from its line break on: what an editor has after a
+    cursor whose completion fills the line(s) up to there."""
+    start = -1
+    for _ in range(end_line):
+        start = text.find("\n", start + 1)
+        if start < 0:
+            return ""
+    return text[start:]
+
+
 def editor_position(prefix: str) -> tuple[int, int]:
     """The 0-based (line, character) at the end of `prefix`, counted the way `split_at` counts lines."""
     lines = prefix.splitlines(keepends=True)
@@ -183,7 +194,7 @@ def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts
     for reference in parsed.references:
         expression = reference.expression
         head = expression.split(".")[0]
-        bare = "." not in expression and not _is_member(lines, reference.line, reference.col)
+        bare = "." not in expression  # `.join` in `"".join(...)` is a member, not a bare name
         known = head in imported or head in _RECEIVERS or (bare and head not in _BUILTINS)
         if reference.kind == "call" and known:
             calls.setdefault(reference.line, []).append(expression)
@@ -218,12 +229,6 @@ def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts
         if found:
             facts.uses[number] = list(found.values())
     return facts
-
-
-def _is_member(lines: list[str], line: int, column: int) -> bool:
-    """Whether the name at (`line`, `column`) follows a dot: a member of a receiver the parser could not
-    name (`"".join`, `f(x).g`), which the references record by the bare name."""
-    return line <= len(lines) and lines[line - 1][:column].rstrip().endswith(".")
 
 
 def _resolve_longest(

@@ -39,7 +39,7 @@ from . import metrics
 from .eval_explain import evaluate_explanations
 from .eval_graph import evaluate_graph
 from .eval_split import EvalSplit, git_commit
-from .eval_targets import Target, cursor_prefix, editor_position, read_redacted, sample_targets
+from .eval_targets import Target, cursor_prefix, cursor_suffix, editor_position, read_redacted, sample_targets
 from .gate import GATE_ARM, GATE_METRIC
 
 SCHEMA_VERSION = 1
@@ -111,13 +111,14 @@ def complete_target(
     """The first line the completer inserts at the target's cursor, its latency (ms) and its snippets."""
     prefix = cursor_prefix(text, target.line, target.column)
     line, character = editor_position(prefix)
+    after = cursor_suffix(text, target.line)  # the editor's text after the line (a FIM template reads it)
     # Each completion starts cold: the KV cache of the previous prompt (often the same snippets in
     # another arm) would make latencies depend on the order of the runs, and the snippets kept from
     # the previous target would make its retrieval depend on it.
     model._prompt_caches.clear()
     completer.clear_cache()
     started = time.perf_counter()
-    completion = completer.complete(CompletionRequest(target.path, prefix, line, character))
+    completion = completer.complete(CompletionRequest(target.path, prefix + after, line, character))
     latency = (time.perf_counter() - started) * 1000
     return completion.text.split("\n", 1)[0], latency, completion.documents
 

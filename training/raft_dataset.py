@@ -31,6 +31,7 @@ from typing import Any
 
 from repolm.assist.completion import retrieval_query
 from repolm.config import Progress, ServeConfig
+from repolm.fim import template_named
 from repolm.indexer.graph import Symbol
 from repolm.indexer.retrieval import Index
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
@@ -38,6 +39,7 @@ from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 from .eval_targets import (
     analyze_file,
     cursor_prefix,
+    cursor_suffix,
     eligible_lines,
     file_lines,
     oracle_chunk_ids,
@@ -249,6 +251,9 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
     config = split.config
     rng = example_rng(config.seed, "complete", cursor.path, cursor.line, cursor.column)
     prefix = cursor_prefix(text, cursor.line, cursor.column)
+    suffix = cursor_suffix(text, cursor.end_line)
+    layout = split.serve.template
+    template = template_named(layout, tokenizer)
     oracle_docs = [Document.from_chunk(c) for cid in cursor.oracle_chunks if (c := split.chunk(cid))]
     distractors = pick_distractors(
         split,
@@ -262,19 +267,22 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
     documents = arrange(oracle_docs, distractors, include, rng)
 
     def build(chosen: list[Document]) -> Prompt:
-        request = PromptRequest("complete", chosen, prefix=prefix, path=cursor.path)
-        return build_prompt(request, tokenizer, split.serve.completion_budget)
+        request = PromptRequest("complete", chosen, prefix=prefix, suffix=suffix, path=cursor.path)
+        return build_prompt(request, tokenizer, split.serve.completion_budget, layout)
 
     try:
         prompt, documents = fit_keeping_oracles(documents, build, split.serve.completion_snippets)
     except ValueError:
         return None
-    kept_prefix = prompt.text[prompt.prefix_start :] + prompt.healed
+    kept_prefix = prompt.kept_prefix
     in_prompt = prompted(documents, prompt)
-    # The serving stop rules end a line completion at the newline and a block at its dedent; the
-    # newline teaches the model to stop where the editor's text would go on.
-    end = line_end(tokenizer, cursor.answer, following_lines(text, cursor))
-    completion = prompt.healed + cursor.answer + end
+    if template is None:
+        # The serving stop rules end a line completion at the newline and a block at its dedent; the
+        # newline teaches the model to stop where the editor's text would go on.
+        end = line_end(tokenizer, cursor.answer, following_lines(text, cursor))
+        completion = prompt.healed + cursor.answer + end
+    else:  # a FIM middle ends with its family's end token, the suffix in the prompt says what follows
+        completion = cursor.answer + template.end_token(tokenizer)
     return Example(
         id="",
         task="complete",

@@ -31,7 +31,7 @@ from repolm.indexer.code_graph import (
     valid,
 )
 from repolm.indexer.secrets import redact
-from repolm.model import LoadedModel, generate
+from repolm.model import Served, generate
 from repolm.prompt import PLAN_SEPARATOR, Document, PromptRequest, build_prompt
 
 from .explain import verify
@@ -189,7 +189,7 @@ def path_documents(graph: CodeGraph, paths: Sequence[GraphPath]) -> list[Documen
     return documents
 
 
-def model_reasoner(model: LoadedModel, config: ServeConfig) -> Reasoner:
+def model_reasoner(model: Served, config: ServeConfig) -> Reasoner:
     """RoG's reasoning step: the model answers from the retrieved paths in the explain contract. Only
     what the verifier finds in them (quotes, `path:line` citations) is kept, and an answer that cites
     none of the paths is not shown at all."""

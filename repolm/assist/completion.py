@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from repolm.config import ServeConfig
+from repolm.fim import stop_tokens, template_named
 from repolm.indexer.secrets import REDACTION_MARKER, redact_split
-from repolm.model import Cancel, LoadedModel, StopRules, generate
+from repolm.model import Cancel, Served, StopRules, generate
 from repolm.prompt import (
     Document,
     Prompt,
@@ -129,14 +130,15 @@ def opens_block(prefix: str) -> bool:
     return previous.endswith((":", "{"))
 
 
-def stop_rules(prefix: str, multiline: bool) -> StopRules:
-    """Single-line: stop at the end of the line. Multi-line: stop when a line leaves the new block."""
+def stop_rules(prefix: str, multiline: bool, stop_strings: Sequence[str] = ()) -> StopRules:
+    """Single-line: stop at the end of the line. Multi-line: stop when a line leaves the new block.
+    Either way at any of `stop_strings` (a FIM family's control tokens)."""
     if not multiline:
-        return StopRules(single_line=True)
+        return StopRules(single_line=True, stop_strings=tuple(stop_strings))
     before, _, current = prefix.rpartition("\n")
     previous = before.rsplit("\n", 1)[-1]
     block_indent = max(_indent(current), _indent(previous) + 1)
-    return StopRules(base_indent=block_indent)
+    return StopRules(base_indent=block_indent, stop_strings=tuple(stop_strings))
 
 
 def retrieval_query(prefix: str) -> str:
@@ -226,7 +228,7 @@ class Latest:
 
 
 class Completer:
-    def __init__(self, model: LoadedModel, config: ServeConfig, search: Search | None = None) -> None:
+    def __init__(self, model: Served, config: ServeConfig, search: Search | None = None) -> None:
         self.model = model
         self.config = config
         self.search = search
@@ -252,7 +254,10 @@ class Completer:
         multiline = opens_block(prefix)
         if not self.config.completion_enabled:
             return Completion("", multiline, "disabled", (), "", {})
-        key = _cache_key(cache_key, request.path, prefix, suffix.split("\n", 1)[0], self.config)
+        template = template_named(self.config.template, self.model.tokenizer)
+        # The plain layout reads only the rest of the cursor's line after it; a FIM template all of it.
+        read_suffix = suffix if template is not None else suffix.split("\n", 1)[0]
+        key = _cache_key(cache_key, request.path, prefix, read_suffix, self.config)
         with self._cache_lock:
             cached = self._cache.get(key)
         if cached is not None:
@@ -276,6 +281,7 @@ class Completer:
             PromptRequest("complete", documents, prefix=prefix, suffix=suffix, path=request.path),
             self.model.tokenizer,
             self.config.completion_budget,
+            self.config.template,
         )
         timings["prompt"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -284,7 +290,7 @@ class Completer:
             self.model,
             prompt.input_ids,
             max_new_tokens=limit,
-            stop=stop_rules(prefix, multiline),
+            stop=stop_rules(prefix, multiline, stop_tokens(template)),
             cancel=cancel,
             healed=prompt.healed,
             draft_tokens=self.config.draft_tokens,
@@ -322,9 +328,9 @@ class Completer:
                 self._cache[key] = result
 
 
-def _cache_key(context: str, path: str, prefix: str, line_suffix: str, config: ServeConfig) -> str:
+def _cache_key(context: str, path: str, prefix: str, suffix: str, config: ServeConfig) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for part in (context, path, prefix, line_suffix, repr(config)):
+    for part in (context, path, prefix, suffix, repr(config)):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return digest.hexdigest()

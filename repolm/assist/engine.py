@@ -28,8 +28,9 @@ from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
-from repolm.model import Cancel, LoadedModel, load_model
+from repolm.model import Cancel, LoadedModel, Served, load_model, resolve_base
 from repolm.prompt import Document
+from repolm.remote import load_remote
 
 from .ask import GraphAnswer, answer, model_reasoner, symbol_paths
 from .completion import Completer, Completion, CompletionRequest, split_at
@@ -126,8 +127,9 @@ class Engine:
         self._index_lock = threading.RLock()
         self._update_lock = threading.Lock()  # index updates run one at a time
         self._embedder: CachingEmbedder | None = None
-        self._model: LoadedModel | None = None
+        self._model: Served | None = None
         self._model_lock = threading.Lock()
+        self._planner: LoadedModel | None = None  # the embedded model, when an engine generates
         self._adapter = AdapterWatch(self._adapter_path(config))
         self._retriever = AdapterWatch(self._retriever_path(config))
         self._code_graph: tuple[int, CodeGraph] | None = None  # (generation, graph)
@@ -216,14 +218,19 @@ class Engine:
             index.summary_dense  # noqa: B018
             return True
 
-    def model(self) -> LoadedModel:
+    def model(self) -> Served:
         with self._model_lock:
             if self._model is None:
                 serve = self.config.serve
-                self._model = load_model(base=serve.model or None, adapter=self._adapter.existing())
+                if self.config.model.backend == "openai":  # the engine serves the model and its adapter
+                    self._model = load_remote(
+                        self.config.model, resolve_base(serve.model or None), serve.model
+                    )
+                else:
+                    self._model = load_model(base=serve.model or None, adapter=self._adapter.existing())
                 self.completer = Completer(self._model, serve, self._search_code)
                 self.explainer = Explainer(self._model, serve)
-            elif self._adapter.changed():
+            elif isinstance(self._model, LoadedModel) and self._adapter.changed():
                 # A newly promoted adapter: swap it in (merged into fresh base weights) without a restart.
                 self._model.set_adapter(self._adapter.existing())
                 self._clear_caches()
@@ -249,10 +256,13 @@ class Engine:
         with self._model_lock:
             if self._model is None:
                 return
-            if old.serve.model != config.serve.model:
+            if old.serve.model != config.serve.model or old.model != config.model:
                 self._model = None
                 return
-            if old.serve.adapter != config.serve.adapter or old.index.index_dir != config.index.index_dir:
+            adapter_moved = (
+                old.serve.adapter != config.serve.adapter or old.index.index_dir != config.index.index_dir
+            )
+            if adapter_moved and isinstance(self._model, LoadedModel):
                 self._adapter = AdapterWatch(self._adapter_path(config))
                 self._model.set_adapter(self._adapter.existing())
             self.completer = Completer(self._model, config.serve, self._search_code)
@@ -421,7 +431,17 @@ class Engine:
         serve = self.config.serve
         written = {"always": True, "never": False, "adapter": model.adapter is not None}[serve.ask_reasoning]
         reasoner = model_reasoner(model, serve) if serve.explain_enabled and written else None
-        return answer(graph, question, model_planner(model), reasoner), graph
+        return answer(graph, question, model_planner(self._planning_model(model)), reasoner), graph
+
+    def _planning_model(self, model: Served) -> LoadedModel:
+        """Plans are ranked by their log-likelihood, which takes the weights at hand: with an engine
+        generating, the embedded model ranks them here (about 0.2 s a question on a CPU)."""
+        if isinstance(model, LoadedModel):
+            return model
+        with self._model_lock:
+            if self._planner is None:
+                self._planner = load_model()
+            return self._planner
 
     # -- index updates -----------------------------------------------------------------------------
 

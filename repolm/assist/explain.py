@@ -22,8 +22,9 @@ from cachetools import LRUCache
 from repolm.config import ServeConfig
 from repolm.indexer.graph import Symbol, SymbolGraph
 from repolm.indexer.secrets import redact
-from repolm.model import Cancel, LoadedModel, generate
+from repolm.model import Cancel, Served, generate
 from repolm.prompt import Document, PromptRequest, build_prompt
+from repolm.remote import EngineError
 
 MAX_DEFINITION_LINES = 40
 MAX_USES_SHOWN = 10  # in the card
@@ -301,7 +302,7 @@ def explain_question(symbol: Symbol) -> str:
 class Explainer:
     """Cards and explanations, with explanations cached per (context, symbol): hovering twice is free."""
 
-    def __init__(self, model: LoadedModel | None, config: ServeConfig, cache_size: int = 64) -> None:
+    def __init__(self, model: Served | None, config: ServeConfig, cache_size: int = 64) -> None:
         self.model = model
         self.config = config
         self._cache: LRUCache[tuple[str, str], Explanation] = LRUCache(maxsize=cache_size)
@@ -346,15 +347,18 @@ class Explainer:
             self.model.tokenizer,
             self.config.explain_budget,
         )
-        generation = generate(
-            self.model,
-            prompt.input_ids,
-            max_new_tokens=self.config.explain_max_tokens,
-            cancel=cancel,
-            draft_tokens=self.config.draft_tokens,
-            int8=self.config.int8_decoding,
-            prompt_caches=self.config.prompt_caches,
-        )
+        try:
+            generation = generate(
+                self.model,
+                prompt.input_ids,
+                max_new_tokens=self.config.explain_max_tokens,
+                cancel=cancel,
+                draft_tokens=self.config.draft_tokens,
+                int8=self.config.int8_decoding,
+                prompt_caches=self.config.prompt_caches,
+            )
+        except EngineError as error:  # the card still shows; the next hover asks the engine again
+            return Explanation(card, f"No explanation: {error}.", (), timings=timings)
         timings["generate"] = time.perf_counter() - mark
         verified = verify(generation.text, prompt.documents)
         text = verified.text
