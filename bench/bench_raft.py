@@ -49,6 +49,8 @@ class Comparison:
     only: str = ""
     goal: float | None = None  # the edit-similarity difference the pooled mean must reach (interval > 0)
     floor: float | None = None  # or the lowest it may fall to (no forgetting)
+    # Minus this pair's difference on the same target (a difference in differences).
+    baseline: tuple[tuple[str, str], tuple[str, str]] | None = None
 
 
 COMPARISONS = (
@@ -75,6 +77,14 @@ COMPARISONS = (
         "oracle_supplies",
     ),
     Comparison("plain LoRA: oracle − in-file", ("plain", "oracle"), ("plain", "in_file"), "oracle_chunks"),
+    # Does fine-tuning make the oracle worth more: RAFT's oracle gain minus the base model's, per target.
+    Comparison(
+        "oracle gain: RAFT − base",
+        ("raft", "oracle"),
+        ("raft", "in_file"),
+        "oracle_chunks",
+        baseline=(("base", "oracle"), ("base", "in_file")),
+    ),
 )
 
 
@@ -159,14 +169,21 @@ def finished(out: Path, models: list[str], arms: list[str]) -> dict | None:
 
 
 def differences(records: list[dict], comparison: Comparison, score: str) -> list[float] | None:
-    (top_model, top_arm), (bottom_model, bottom_arm) = comparison.top, comparison.bottom
+    pairs = [(comparison.top, comparison.bottom, 1.0)]
+    if comparison.baseline:
+        pairs.append((*comparison.baseline, -1.0))
     values = []
     for record in records:
         if comparison.only and not record.get(comparison.only):
             continue
         models = record["models"]
         try:
-            values.append(models[top_model][top_arm][score] - models[bottom_model][bottom_arm][score])
+            values.append(
+                sum(
+                    sign * (models[top][top_arm][score] - models[bottom][bottom_arm][score])
+                    for (top, top_arm), (bottom, bottom_arm), sign in pairs
+                )
+            )
         except KeyError:
             return None  # a model or arm this run left out
     return values
