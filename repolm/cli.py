@@ -37,10 +37,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as error:
         message = _index_error(error)
-        if message is None:
-            raise
-        print(f"repolm: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        if message is not None:
+            print(f"repolm: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        if _engine_down(error):
+            print(f"repolm: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _engine_down(error: Exception) -> bool:
+    """Whether `error` is an engine's failure to answer (`[model] backend = "openai"`); the engine
+    client is only imported when it was used."""
+    if "repolm.remote" not in sys.modules:
+        return False
+    from repolm.remote import EngineError
+
+    return isinstance(error, EngineError)
 
 
 def _index_error(error: Exception) -> str | None:

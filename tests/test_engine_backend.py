@@ -176,6 +176,10 @@ def test_the_cli_completes_through_the_engine(client: LanguageClient, engine: En
     done = run_repolm("complete", position, "--json")
     assert done.returncode == 0, done.stderr
     assert engine.completions_served() == before + 1
+    engine.stop()  # with no engine to answer: one line naming it, no traceback
+    down = run_repolm("complete", position)
+    engine.start()
+    assert down.returncode == 1 and "did not answer" in down.stderr and "Traceback" not in down.stderr
 
 
 def _probabilities(port: int, prompt: str) -> list:
