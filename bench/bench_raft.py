@@ -121,24 +121,32 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         settings.write_text(f"[serve]\ncompletion_budget = {args.budget}\n", encoding="utf-8")
     work = HERE / ".cache" / "raft-eval"  # each run's full evaluation (records, its own report)
     evaluation_file = work / f"{corpus}{f'-{args.budget}' if args.budget else ''}.json"
-    adapters = [f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained]
+    adapters = {name: f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained}
     started = time.perf_counter()
 
-    def evaluate(out: Path, arms: list[str], embedding_model: str, reusable: bool) -> dict:
-        earlier = finished(out, ["base", *trained], arms) if reusable else None
-        if earlier is not None:
+    def evaluate(out: Path, arms: list[str], embedding_model: str, models: list[str]) -> dict:
+        earlier = finished(out, ["base"], arms) if args.reuse else None
+        missing = [name for name in models if earlier is None or name not in earlier["models"]]
+        if earlier is not None and not missing:
             return earlier
+        extra = out.with_name(f"{out.stem}-added.json") if earlier is not None else out
         repolm(
             "eval", "--repo", str(repo), "--arms", *arms, "--limit", str(args.limit), "--explain", "0",
-            "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed), *adapters,
-            "--embedding-model", embedding_model, "--json", str(out), "--report", str(out.with_suffix("")),
+            "--graph", "0", "--threads", str(args.threads), "--seed", str(args.seed),
+            *(adapters[name] for name in missing), *(["--no-base"] if earlier is not None else []),
+            "--embedding-model", embedding_model, "--json", str(extra),
+            "--report", str(extra.with_suffix("")),
         )  # fmt: skip
-        return json.loads(out.read_text(encoding="utf-8"))
+        evaluation = json.loads(extra.read_text(encoding="utf-8"))
+        if earlier is not None:  # the adapters trained since, added to the earlier run's same targets
+            evaluation = merged(earlier, evaluation)
+            out.write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+        return evaluation
 
-    evaluation = evaluate(evaluation_file, args.arms, "base", reusable=args.reuse)
+    evaluation = evaluate(evaluation_file, args.arms, "base", list(trained))
     if args.retriever:  # the same targets (same split and seed), retrieved with the fine-tuned model
         tuned = evaluate(evaluation_file.with_name(f"{evaluation_file.stem}-tuned.json"), ["hybrid"],
-                         str(args.retriever), reusable=False)  # fmt: skip
+                         str(args.retriever), [m for m in trained if m != "plain"])  # fmt: skip
         for record, again in zip(evaluation["records"], tuned["records"], strict=True):
             assert (record["path"], record["line"]) == (again["path"], again["line"])
             for model, arms in again["models"].items():
@@ -157,6 +165,16 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         },
         "records": evaluation["records"],
     }
+
+
+def merged(earlier: dict, added: dict) -> dict:
+    """`earlier` with the models of `added`, an evaluation of the same targets (same split, limit, seed)."""
+    for record, again in zip(earlier["records"], added["records"], strict=True):
+        assert (record["path"], record["line"]) == (again["path"], again["line"]), "targets differ"
+        record["models"] |= again["models"]
+    earlier["models"] |= added["models"]
+    earlier["gate"] |= added["gate"]
+    return earlier
 
 
 def finished(out: Path, models: list[str], arms: list[str]) -> dict | None:
@@ -313,7 +331,8 @@ def main() -> int:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="keep each corpus's copy, the adapters and the evaluations an earlier run finished there",
+        help="keep each corpus's copy, the adapters and the evaluations an earlier run finished there"
+        " (bench/.cache/raft-eval: delete them after changing the retriever); add only the models they lack",
     )
     parser.add_argument(
         "--budget", type=int, help="the evaluation's completion prompt budget (default: the serving default)"

@@ -134,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--adapter", action="append", default=[], metavar="NAME=PATH", help="also evaluate this adapter"
     )
+    evaluate.add_argument(
+        "--no-base",
+        action="store_true",
+        help="only the --adapter models (to add them to an earlier run with the same split, limit and seed)",
+    )
     evaluate.add_argument("--explain", type=int, default=10, help="symbols to explain (default: 10; 0: none)")
     evaluate.add_argument(
         "--graph", type=int, default=30, help="relational questions for graph-grounded answers (default: 30)"
@@ -554,11 +559,15 @@ def _eval(args: argparse.Namespace) -> int:
     adapters = dict(item.partition("=")[::2] for item in args.adapter)
     if any(not name or not path for name, path in adapters.items()) or "base" in adapters:
         raise CliError("--adapter takes NAME=PATH, with a NAME other than 'base'")
+    if args.no_base and not adapters:
+        raise CliError("--no-base needs at least one --adapter")
     try:
         split = parse_split(args.split, root)
     except SplitError as error:
         raise CliError(str(error)) from error
-    options = EvalOptions(split, arms, args.limit, args.seed, adapters, args.explain, args.graph)
+    options = EvalOptions(
+        split, arms, args.limit, args.seed, adapters, args.explain, args.graph, with_base=not args.no_base
+    )
     with progress_bar(enabled=sys.stderr.isatty()) as report:
         result = run_evaluation(root, config, options, report, args.threads)
     folder = args.report or config.index_path(root) / "eval"

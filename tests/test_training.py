@@ -272,3 +272,23 @@ def test_train_cli_json_prints_the_manifest_alone(tmp_path):
     manifest = json.loads(run.stdout)
     assert manifest["name"] == "one" and manifest["train"]["steps"] == 1
     assert set(manifest["dataset"]["by_task"]) == {"plan"}
+
+
+def test_eval_adds_an_adapter_to_an_earlier_run_on_the_same_targets(dataset, tmp_path):
+    """`--no-base` evaluates only the adapters, on the targets the same split, limit and seed give."""
+    from repolm.cli import main
+
+    root, path = dataset
+    train_raft(path, tmp_path / "tiny", TINY)
+    common = ["eval", "--repo", str(root), "--limit", "2", "--arms", "in_file", "--explain", "0"]
+    common += ["--graph", "0", "--threads", "1", "--report", str(tmp_path / "report")]
+    assert main([*common, "--json", str(tmp_path / "base.json")]) == 0
+    added = [f"--adapter=tiny={tmp_path / 'tiny'}", "--no-base", "--json", str(tmp_path / "added.json")]
+    assert main([*common, *added]) == 0
+    base, tuned = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("base", "added"))
+    assert set(tuned["models"]) == {"tiny"} and set(tuned["gate"]) == {"tiny"}
+    assert [(r["path"], r["line"]) for r in tuned["records"]] == [
+        (r["path"], r["line"]) for r in base["records"]
+    ]
+    assert all(set(r["models"]) == {"tiny"} for r in tuned["records"])
+    assert main([*common, "--no-base"]) != 0  # nothing to evaluate

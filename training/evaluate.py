@@ -59,6 +59,7 @@ class EvalOptions:
     adapters: dict[str, str] = field(default_factory=dict)  # name -> PEFT adapter folder
     explain_limit: int = 10
     graph_limit: int = 0  # relational questions answered from the code graph and by plain retrieval
+    with_base: bool = True  # False: only the adapters (adding them to an earlier run with the same seed)
 
 
 @dataclass
@@ -224,7 +225,10 @@ def evaluate(
         t: [Document.from_chunk(stored[c].chunk) for c in t.oracle_chunks if c in stored] for t in targets
     }
     serve = eval_serve_config(config.serve)
-    models: dict[str, str | None] = {BASE_MODEL: None, **options.adapters}
+    models: dict[str, str | None] = {BASE_MODEL: None} if options.with_base else {}
+    models |= options.adapters
+    if not models:
+        raise ValueError("nothing to evaluate: no base model and no adapters")
     total = len(models) * len(options.arms) * len(targets)
     done = 0
 
