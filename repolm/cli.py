@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 def _engine_down(error: Exception) -> bool:
     """Whether `error` is an engine's failure to answer (`[model] backend = "openai"`); the engine
     client is only imported when it was used."""
-    if "repolm.remote" not in sys.modules:
+    if "repolm.engine_http" not in sys.modules:
         return False
-    from repolm.remote import EngineError
+    from repolm.engine_http import EngineError
 
     return isinstance(error, EngineError)
 
@@ -249,6 +249,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 def _adapters(args: argparse.Namespace) -> int:
     from repolm.training.registry import Registry, RegistryError
+    from repolm.training.retrain import activate_adapter, rollback_adapter
 
     root, config = _repo_and_config(args.repo)
     if args.retriever:
@@ -258,12 +259,14 @@ def _adapters(args: argparse.Namespace) -> int:
         if args.action == "activate":
             if not args.name:
                 raise CliError("adapters activate takes an adapter NAME")
-            registry.activate(args.name)
+            if args.name not in registry.names():
+                raise RegistryError(f"no adapter named {args.name!r} in {registry.root}")
+            activate_adapter(root, config, registry, args.name)
             print(f"active: {args.name}")
         elif args.action == "export":
             return _export(args, registry, config)
         elif args.action == "rollback":
-            print(f"active: {registry.rollback() or 'base model (no adapter)'}")
+            print(f"active: {rollback_adapter(root, config, registry) or 'base model (no adapter)'}")
         elif args.json:
             print(json.dumps(registry.listing(), indent=2))
         else:

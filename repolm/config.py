@@ -245,6 +245,9 @@ class ModelSection(_Section):
     # "tokens": the prompt's token ids, exactly what training saw (vLLM, llama.cpp); "text" for engines
     # that take text only (Ollama, TGI).
     prompt_as: str = setting("tokens", choices=("tokens", "text"))
+    # vLLM started with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True: promoting an adapter
+    # loads it there under a versioned name, which requests then name (repolm/engine_lora.py).
+    engine_lora: bool = setting(False)
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,10 @@ class RemoteGenerator(Protocol):
     """A model an engine serves (repolm.remote.RemoteModel): the tokenizer is here, generation there."""
 
     tokenizer: Any
-    adapter: Path | None
+
+    @property
+    def adapter(self) -> str | None:
+        """The adapter the engine serves the requests under (its name there); None: the base model."""
 
     def generate(
         self,

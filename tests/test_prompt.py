@@ -194,3 +194,15 @@ def test_a_model_whose_tokenizer_starts_every_text_gets_that_token_once(tokenize
     request = PromptRequest("explain", (UTIL,), question="What does double do?")
     chat = build_prompt(request, starting, 2000).input_ids
     assert chat == build_prompt(request, tokenizer, 2000).input_ids and chat[0] == start
+
+
+def test_healing_never_lets_the_model_re_indent_the_line_the_user_indented() -> None:
+    """After the indentation the user typed, no token may add more: a vocabulary with long whitespace
+    tokens (Gemma's) would otherwise fill the line with blanks."""
+    from repolm.vocab import Vocab
+
+    pieces = [b"\n", b"    ", b"        ", b"    return", b"     x", b"\n    ", b"ret"]
+    vocab = Vocab.from_pieces(pieces, frozenset())
+    allowed = {pieces[i] for i in vocab.consistent_with(b"    ")}
+    assert allowed == {b"    ", b"    return"}  # not 8 spaces, not "     x"
+    assert {pieces[i] for i in vocab.consistent_with(b"\n")} == {b"\n", b"\n    "}  # a new line may indent

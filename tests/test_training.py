@@ -218,9 +218,13 @@ def test_registry_activates_atomically_and_rolls_back(tmp_path):
     assert registry.active() == "b"
     assert (registry.root / "active").resolve() == registry.path("b").resolve()
     assert (registry.root / "ACTIVE").read_text().strip() == "b"
+    assert registry.rollback_target() == "a" and registry.active() == "b"  # a look changes nothing
     assert registry.rollback() == "a" and registry.active() == "a"
+    assert registry.rollback_target() is None
     assert registry.rollback() is None and registry.active() is None
     assert not (registry.root / "active").exists()
+    with pytest.raises(RegistryError):
+        registry.rollback_target()
     with pytest.raises(RegistryError):
         registry.rollback()
     with pytest.raises(RegistryError):

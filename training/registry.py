@@ -190,14 +190,23 @@ class Registry:
         atomic_write(self.root / HISTORY_FILE, "\n".join([*self._history(), previous or ""]) + "\n")
         self._set_active(name)
 
-    def rollback(self) -> str | None:
-        """Re-activate the previously active adapter (None: the base model); returns it."""
+    def _rollback_history(self) -> list[str]:
+        """The history without adapters deleted since; its last entry is what a rollback activates."""
         history = self._history()
         names = set(self.names())
         while history and history[-1] and history[-1] not in names:
-            history.pop()  # deleted since
+            history.pop()
         if not history:
             raise RegistryError("nothing to roll back to: no adapter was active before this one")
+        return history
+
+    def rollback_target(self) -> str | None:
+        """What `rollback` would activate (None: the base model), changing nothing."""
+        return self._rollback_history()[-1] or None
+
+    def rollback(self) -> str | None:
+        """Re-activate the previously active adapter (None: the base model); returns it."""
+        history = self._rollback_history()
         previous = history.pop()
         atomic_write(self.root / HISTORY_FILE, "".join(f"{h}\n" for h in history))
         self._set_active(previous or None)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repolm.config import TASKS, Config, Progress
+from repolm.engine_lora import publish
 from repolm.indexer.builder import IndexBusyError, update_index
 from repolm.indexer.retrieval import Index
 from repolm.model import DEFAULT_BASE, resolve_base
@@ -227,11 +228,27 @@ def _retrain_locked(
     manifest.gate = decision.to_json()
     registry.write_manifest(manifest)
     if decision.promote:
-        registry.activate(manifest.name)
+        activate_adapter(root, config, registry, manifest.name)
     report = _report(decision, manifest.name, before, registry.active(), str(folder))
     report.retriever = retriever
     (folder / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def activate_adapter(root: Path, config: Config, registry: Registry, name: str | None) -> None:
+    """Make `name` (None: the base model) the active adapter. With `[model] engine_lora` the engine loads
+    it first: an engine that refuses raises EngineError and leaves the registry as it was."""
+    if config.model.backend == "openai" and config.model.engine_lora:
+        publish(config.model, root, name, registry.path(name) if name else None)
+    registry.activate(name)
+
+
+def rollback_adapter(root: Path, config: Config, registry: Registry) -> str | None:
+    """Re-activate the previous adapter (None: the base model), on the engine first as `activate_adapter`."""
+    if config.model.backend == "openai" and config.model.engine_lora:
+        target = registry.rollback_target()
+        publish(config.model, root, target, registry.path(target) if target else None)
+    return registry.rollback()
 
 
 def _retriever_step(

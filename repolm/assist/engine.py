@@ -14,13 +14,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 from cachetools import LRUCache
 
 from repolm.config import ACTIVE_LINK, ADAPTERS, RETRIEVER_MODEL, Config, Progress, ServeConfig
+from repolm.engine_http import EngineError
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.code_graph import CodeGraph
 from repolm.indexer.dense import Embedder, active_retriever_link
@@ -30,7 +31,7 @@ from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
 from repolm.model import Cancel, LoadedModel, Served, load_model, resolve_base
 from repolm.prompt import Document
-from repolm.remote import load_remote
+from repolm.remote import RemoteModel, load_remote
 
 from .ask import GraphAnswer, answer, model_reasoner, symbol_paths
 from .completion import Completer, Completion, CompletionRequest, split_at
@@ -224,7 +225,7 @@ class Engine:
                 serve = self.config.serve
                 if self.config.model.backend == "openai":  # the engine serves the model and its adapter
                     self._model = load_remote(
-                        self.config.model, resolve_base(serve.model or None), serve.model
+                        self.config.model, resolve_base(serve.model or None), serve.model, self.root
                     )
                 else:
                     self._model = load_model(base=serve.model or None, adapter=self._adapter.existing())
@@ -286,7 +287,12 @@ class Engine:
     def _context_key(self) -> str:
         """What cached answers depend on besides the request: the index generation and the adapter."""
         index = self._index
-        return f"{index.generation if index else 0}|{self._adapter.stamp}|{self._retriever.stamp}"
+        key = f"{index.generation if index else 0}|{self._adapter.stamp}|{self._retriever.stamp}"
+        if isinstance(self._model, RemoteModel):  # the adapter the engine serves for this repository
+            with suppress(EngineError):  # the request itself reports an engine that is down
+                self._model.model_name()
+            key += f"|{self._model.served}"
+        return key
 
     # -- paths -------------------------------------------------------------------------------------
 

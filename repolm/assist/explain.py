@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 
 from repolm.config import ServeConfig
+from repolm.engine_http import EngineError
 from repolm.indexer.graph import Symbol, SymbolGraph
 from repolm.indexer.secrets import redact
 from repolm.model import Cancel, Served, generate
 from repolm.prompt import Document, PromptRequest, build_prompt
-from repolm.remote import EngineError
 
 MAX_DEFINITION_LINES = 40
 MAX_USES_SHOWN = 10  # in the card
