@@ -144,7 +144,9 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         return evaluation
 
     evaluation = evaluate(evaluation_file, args.arms, "base", list(trained))
-    if args.retriever:  # the same targets (same split and seed), retrieved with the fine-tuned model
+    # With --retriever: the same targets (same split and seed) retrieved with the fine-tuned model, for
+    # the comparisons that use it (base and RAFT; the plain control has none).
+    if args.retriever:
         tuned = evaluate(evaluation_file.with_name(f"{evaluation_file.stem}-tuned.json"), ["hybrid"],
                          str(args.retriever), [m for m in trained if m != "plain"])  # fmt: skip
         for record, again in zip(evaluation["records"], tuned["records"], strict=True):

@@ -259,8 +259,6 @@ def _adapters(args: argparse.Namespace) -> int:
         if args.action == "activate":
             if not args.name:
                 raise CliError("adapters activate takes an adapter NAME")
-            if args.name not in registry.names():
-                raise RegistryError(f"no adapter named {args.name!r} in {registry.root}")
             activate_adapter(root, config, registry, args.name)
             print(f"active: {args.name}")
         elif args.action == "export":

@@ -249,6 +249,11 @@ class ModelSection(_Section):
     # loads it there under a versioned name, which requests then name (repolm/engine_lora.py).
     engine_lora: bool = setting(False)
 
+    @property
+    def loads_adapters(self) -> bool:
+        """Whether promoted adapters go onto the engine (vLLM's runtime LoRA loading)."""
+        return self.backend == "openai" and self.engine_lora
+
 
 @dataclass(frozen=True)
 class TrainSection(_Section):

@@ -22,7 +22,7 @@ def engine_request(
     settings: ModelSection, endpoint: str, body: dict[str, Any] | None = None, accept: str = JSON
 ) -> urllib.request.Request:
     """A request to `[model] url`/`endpoint` (a GET without a body), with the API key when one is set."""
-    headers = {"Content-Type": "application/json", "Accept": accept}
+    headers = {"Content-Type": JSON, "Accept": accept}
     key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
     if key:
         headers["Authorization"] = f"Bearer {key}"

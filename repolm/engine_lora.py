@@ -49,9 +49,9 @@ def served_adapters(settings: ModelSection, root: Path) -> list[str]:
     return [entry["id"] for entry in listed if str(entry.get("id", "")).startswith(prefix)]
 
 
-def publish(settings: ModelSection, root: Path, adapter: str | None, folder: Path | None) -> str | None:
+def publish(settings: ModelSection, root: Path, adapter: str | None, folder: Path | None) -> None:
     """Make the engine serve `adapter` (None: the base model) for this repository: load it, then unload
-    the repository's others. Loading first means no request ever finds neither. Returns the served name."""
+    the repository's others. Loading first means no request ever finds neither."""
     name = engine_name(root, adapter) if adapter else None
     loaded = served_adapters(settings, root)
     if name and name not in loaded:
@@ -60,4 +60,3 @@ def publish(settings: ModelSection, root: Path, adapter: str | None, folder: Pat
     for other in loaded:
         if other != name:
             _call(settings, "unload_lora_adapter", {"lora_name": other})
-    return name

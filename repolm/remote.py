@@ -51,7 +51,7 @@ class RemoteModel:
     def model_name(self, refresh: bool = False) -> str:
         """What a request names: this repository's adapter on the engine when it serves one (asked at
         most every ADAPTER_CHECK_SECONDS, or at once on `refresh`), else the base model."""
-        if not (self.settings.engine_lora and self.root):
+        if not (self.settings.loads_adapters and self.root):
             return self.settings.served_name
         now = time.monotonic()
         if refresh or now - self.checked >= ADAPTER_CHECK_SECONDS:

@@ -180,10 +180,14 @@ class Registry:
             link.unlink(missing_ok=True)
         atomic_write(self.root / ACTIVE_FILE, (name or "") + "\n")
 
-    def activate(self, name: str | None) -> None:
-        """Make `name` (None: the plain base model) active; the previous one goes on the history."""
+    def require(self, name: str | None) -> None:
+        """Raises RegistryError unless `name` is an adapter here (None, the base model, always is)."""
         if name is not None and name not in self.names():
             raise RegistryError(f"no adapter named {name!r} in {self.root}")
+
+    def activate(self, name: str | None) -> None:
+        """Make `name` (None: the plain base model) active; the previous one goes on the history."""
+        self.require(name)
         previous = self.active()
         if previous == name:
             return

@@ -238,14 +238,15 @@ def _retrain_locked(
 def activate_adapter(root: Path, config: Config, registry: Registry, name: str | None) -> None:
     """Make `name` (None: the base model) the active adapter. With `[model] engine_lora` the engine loads
     it first: an engine that refuses raises EngineError and leaves the registry as it was."""
-    if config.model.backend == "openai" and config.model.engine_lora:
+    registry.require(name)
+    if config.model.loads_adapters:
         publish(config.model, root, name, registry.path(name) if name else None)
     registry.activate(name)
 
 
 def rollback_adapter(root: Path, config: Config, registry: Registry) -> str | None:
     """Re-activate the previous adapter (None: the base model), on the engine first as `activate_adapter`."""
-    if config.model.backend == "openai" and config.model.engine_lora:
+    if config.model.loads_adapters:
         target = registry.rollback_target()
         publish(config.model, root, target, registry.path(target) if target else None)
     return registry.rollback()
