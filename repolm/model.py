@@ -44,6 +44,9 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 FinishReason = Literal["stop", "length", "cancelled"]
 Cancel = Callable[[], bool] | threading.Event | None
+# Called with the text generated so far (after `healed`) as it grows, from the generating thread: an
+# editor shows a long answer while it is written.
+OnText = Callable[[str], None] | None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,6 +261,7 @@ class RemoteGenerator(Protocol):
         stop: StopRules | None,
         cancel: Cancel,
         healed: str,
+        on_text: OnText = None,
     ) -> Generation: ...
 
 
@@ -403,6 +407,7 @@ def generate(
     draft_tokens: int = 0,
     int8: bool = False,
     prompt_caches: int | None = None,
+    on_text: OnText = None,
 ) -> Generation:
     """Greedy decoding with the KV cache: stop rules checked after every token, cancellation before
     every forward pass.
@@ -426,9 +431,11 @@ def generate(
 
     `prompt_caches`: how many recent sequences' KV caches to keep for later prompts (`_PromptCaches`;
     None keeps the pool's size).
+
+    `on_text`: told the text so far (after `healed`) after each forward pass that added to it.
     """
     if not isinstance(loaded, LoadedModel):  # an engine generates (repolm.remote.RemoteModel)
-        return loaded.generate(prompt, max_new_tokens, stop, cancel, healed)
+        return loaded.generate(prompt, max_new_tokens, stop, cancel, healed, on_text)
     stop = stop or StopRules()
     vocab = vocab_of(loaded.tokenizer)
     ids = _encode(loaded, prompt)
@@ -495,6 +502,8 @@ def generate(
                 fed.append(token)  # the draft guessed it: its keys and values are already cached
             if rejected := cache.get_seq_length() - len(fed):
                 cache.crop(-rejected)  # forget the draft tokens that were not kept
+            if on_text is not None and not finished and body_start is not None:
+                on_text(text[body_start:])
         text += decoder.decode(b"", final=True)
         if cut is not None and body_start is not None:
             text = text[: body_start + cut]

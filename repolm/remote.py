@@ -23,7 +23,7 @@ from typing import Any
 from repolm.config import ModelSection
 from repolm.engine_http import EngineError, describe_error, engine_request
 from repolm.engine_lora import served_adapters
-from repolm.model import Cancel, FinishReason, Generation, StopRules, is_cancelled
+from repolm.model import Cancel, FinishReason, Generation, OnText, StopRules, is_cancelled
 from repolm.prompt import encode_prompt
 
 ADAPTER_CHECK_SECONDS = 2.0  # how often requests may ask the engine which adapter it serves
@@ -71,9 +71,11 @@ class RemoteModel:
         stop: StopRules | None = None,
         cancel: Cancel = None,
         healed: str = "",
+        on_text: OnText = None,
     ) -> Generation:
-        """Greedy decoding on the engine, streamed; `healed` as in `repolm.model.generate` (the engine
-        cannot be constrained to it: the text after the prompt is judged from where it agrees)."""
+        """Greedy decoding on the engine, streamed; `healed` and `on_text` as in `repolm.model.generate`
+        (the engine cannot be constrained to `healed`: the text after the prompt is judged from where it
+        agrees)."""
         stop = stop or StopRules()
         ids = encode_prompt(self.tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
         sent: Any = ids if self.settings.prompt_as == "tokens" else self.tokenizer.decode(ids)
@@ -95,6 +97,8 @@ class RemoteModel:
                         break
                     if finish:
                         reason = "stop" if finish == "stop" else "length"
+                    if on_text is not None and piece:
+                        on_text(text[body_start:])
         except (urllib.error.URLError, OSError, ValueError) as error:
             problem = describe_error(error)
             raise EngineError(f"the engine at {self.where} did not answer: {problem}") from error

@@ -198,6 +198,28 @@ class RepolmServer(LanguageServer):
 
         return report
 
+    def stream_text(self, token: types.ProgressToken, title: str) -> Callable[[str], None]:
+        """Begin a work-done progress under the client's `token`; the callback reports the text so far
+        as its message, at most every PROGRESS_INTERVAL. `finish_stream` ends it."""
+        progress = self.work_done_progress
+        self.call_soon(progress.begin, token, types.WorkDoneProgressBegin(title=title))
+        last = [0.0]
+
+        def report(text: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL:
+                last[0] = now
+                self.call_soon(progress.report, token, types.WorkDoneProgressReport(message=text))
+
+        return report
+
+    def finish_stream(self, token: types.ProgressToken) -> None:
+        def end() -> None:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd())
+            self.work_done_progress.tokens.pop(token, None)  # pygls keeps each begun token otherwise
+
+        self.call_soon(end)
+
     def end_progress(self, message: str) -> None:
         token, self._progress_token = self._progress_token, None
         if token is not None:
@@ -474,9 +496,14 @@ async def search_command(ls: RepolmServer, *args: Any) -> list[dict[str, object]
 @server.command("repolm.explain")
 @guarded
 async def explain_command(ls: RepolmServer, *args: Any) -> dict[str, object]:
-    """Arguments: uri, line, character (0-based, as in LSP), or a symbol name."""
+    """Arguments: uri, line, character (0-based, as in LSP), or a symbol name. An object argument may
+    add a `workDoneToken` the client made: the explanation is then streamed as that progress's reports
+    (each the text so far) before the answer arrives."""
     engine = ls.require_engine()
     options = _arguments(args, ("uri", "line", "character"))
+    token = options.get("workDoneToken")
+    if token is not None and (not isinstance(token, str | int) or isinstance(token, bool)):
+        raise ValueError("workDoneToken must be a string or an integer")
     buffers: dict[str, str] = {}
     path = ""
     if "symbol" in options or (len(args) == 1 and isinstance(args[0], str)):
@@ -498,9 +525,14 @@ async def explain_command(ls: RepolmServer, *args: Any) -> dict[str, object]:
     if symbol is None:
         return {"card": None, "explanation": missing}
     cancel = threading.Event()
-    explanation: Explanation = await in_thread(
-        lambda: engine.explain(symbol, path, buffers, cancel=cancel), cancel
-    )
+    stream = None if token is None else ls.stream_text(token, f"repolm: explaining {symbol.qualname}")
+    try:
+        explanation: Explanation = await in_thread(
+            lambda: engine.explain(symbol, path, buffers, cancel=cancel, on_text=stream), cancel
+        )
+    finally:
+        if token is not None:
+            ls.finish_stream(token)
     return explanation.to_json()
 
 

@@ -64,3 +64,31 @@ async def start_session(client, root) -> None:
         types.ExecuteCommandParams(command="repolm.reindex")
     )
     assert result["generation"] >= 1
+
+
+async def explain_streamed(client, symbol: str) -> tuple[dict, list[str]]:
+    """`repolm.explain` of `symbol` with a work-done token: the answer, and the text of each progress
+    report streamed under the token (checked to begin, grow and end)."""
+    import asyncio
+    import itertools
+
+    from lsprotocol import types
+
+    token = f"explain-{symbol}"
+    client.progress_reports[token] = []  # a token the client made, as pytest-lsp expects
+    answer = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(
+            command="repolm.explain", arguments=[{"symbol": symbol, "workDoneToken": token}]
+        )
+    )
+    reports = client.progress_reports[token]
+    for _ in range(50):  # the end is sent before the answer; give the client's loop a moment to read it
+        if reports and isinstance(reports[-1], types.WorkDoneProgressEnd):
+            break
+        await asyncio.sleep(0.1)
+    assert isinstance(reports[0], types.WorkDoneProgressBegin) and symbol in reports[0].title
+    assert isinstance(reports[-1], types.WorkDoneProgressEnd)
+    texts = [r.message or "" for r in reports[1:-1]]
+    assert all(isinstance(r, types.WorkDoneProgressReport) for r in reports[1:-1])
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    return answer, texts

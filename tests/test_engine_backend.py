@@ -23,7 +23,7 @@ import pytest_lsp
 from conftest import run_repolm, write_tree
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
-from shop_fixture import CHECKOUT, DEF_LINE, FILES, start_session
+from shop_fixture import CHECKOUT, DEF_LINE, FILES, explain_streamed, start_session
 
 from repolm.llama_cpp import server_binary
 from repolm.model import gguf_path
@@ -136,6 +136,14 @@ async def test_completions_hovers_and_ask_are_generated_by_the_engine(client: La
         types.ExecuteCommandParams(command="repolm.ask", arguments=["What calls add_tax?"])
     )
     assert answer["subject"] == "util.pricing.add_tax" and "checkout_total" in answer["answer"]
+
+
+@ASYNC
+async def test_an_explanation_from_the_engine_streams_to_the_editor(client: LanguageClient, engine: Engine):
+    before = engine.completions_served()
+    answer, texts = await explain_streamed(client, "checkout_total")
+    assert engine.completions_served() == before + 1
+    assert answer["card"]["location"] == "app/checkout.py:4" and texts and texts[-1].strip()
 
 
 @ASYNC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -338,3 +339,14 @@ def test_int8_decoding_runs_narrow_passes_on_the_copies() -> None:
     assert typed_passes[0] == 1 and rest.tokens == result.tokens[2:10]
     loaded.set_adapter(None)  # fresh weights: the copies are made again on the next use
     assert not any(isinstance(m, DualLinear) for m in loaded.model.modules())
+
+
+def test_the_text_so_far_is_told_after_every_pass(loaded: LoadedModel) -> None:
+    seen: list[str] = []
+    with counted_passes(loaded.model) as passes:
+        result = generate(loaded, PROMPT, 12, on_text=seen.append, draft_tokens=8)
+    assert seen and len(seen) <= passes[0]
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    assert result.text.startswith(seen[-1])
+    if result.finish_reason == "length":
+        assert seen[-1] == result.text

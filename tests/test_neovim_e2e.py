@@ -156,9 +156,11 @@ end
 local function step_explain()
   api.nvim_win_set_cursor(0, {{ {use_line}, {use_col} }})
   vim.cmd("RepolmExplain")
-  poll("the :RepolmExplain window", floating_text, function(text)
+  -- The float shows the text as it is written, then the checked answer.
+  poll("the :RepolmExplain answer", function() return repolm.last_explanation and floating_text() end, function(text)
     result.explain_float = text
     result.explain_text = repolm.last_explanation
+    result.streamed = #repolm.streamed
     vim.cmd("silent! only")  -- close the float
     step_hover()
   end)
@@ -410,6 +412,7 @@ def test_neovim_ghost_text_explain_and_hover(nvim: str, tmp_path: Path) -> None:
     assert citation in result["explain_text"], context
     assert citation in result["explain_float"], context
     assert "apply_discount" in result["explain_float"]
+    assert result["streamed"] > 0, context  # the explanation was shown while it was written
 
     # The hover (vim.lsp.buf_request_sync) cites the other file and line too.
     assert citation in result["hover"], context

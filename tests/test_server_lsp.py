@@ -20,7 +20,7 @@ import pytest_lsp
 from conftest import write_tree
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
-from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING, start_session
+from shop_fixture import CHECKOUT, DEF_LINE, FILES, PRICING, explain_streamed, start_session
 
 from repolm.server.lsp import in_thread
 
@@ -114,6 +114,12 @@ async def test_explain_command_by_position_and_by_name(client: LanguageClient) -
         "util.pricing.add_tax --called_by--> app.checkout.checkout_total (app/checkout.py:4)",
         "util.pricing.add_tax --documented_in--> docs/pricing.md#Pricing (docs/pricing.md:1)",
     ]
+
+
+async def test_an_explanation_streams_to_a_client_that_gives_a_token(client: LanguageClient) -> None:
+    answer, texts = await explain_streamed(client, "checkout_total")
+    assert answer["card"]["location"] == "app/checkout.py:4" and answer["explanation"]
+    assert texts and texts[-1].strip()  # the model's text as it was written, before verification
 
 
 async def test_ask_command_answers_with_the_json_contract(client: LanguageClient) -> None:

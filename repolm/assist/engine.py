@@ -29,7 +29,7 @@ from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Hit, Index, SearchFilter
 from repolm.indexer.store import DamagedIndexError, IndexFormatError, database_error
-from repolm.model import Cancel, LoadedModel, Served, load_model, resolve_base
+from repolm.model import Cancel, LoadedModel, OnText, Served, load_model, resolve_base
 from repolm.prompt import Document
 from repolm.remote import RemoteModel, load_remote
 
@@ -377,6 +377,7 @@ class Engine:
         with_model: bool = True,
         cancel: Cancel = None,
         wait_for_graph: bool = True,
+        on_text: OnText = None,
     ) -> Explanation:
         index = self._require_index()
         if with_model:
@@ -393,6 +394,7 @@ class Engine:
                 self._context_key(),
                 with_model,
                 graph_lock=self._index_lock,
+                on_text=on_text,
             )
         graph = self.code_graph() if wait_for_graph else self.code_graph_if_ready()
         if graph is None:

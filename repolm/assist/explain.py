@@ -23,7 +23,7 @@ from repolm.config import ServeConfig
 from repolm.engine_http import EngineError
 from repolm.indexer.graph import Symbol, SymbolGraph
 from repolm.indexer.secrets import redact
-from repolm.model import Cancel, Served, generate
+from repolm.model import Cancel, OnText, Served, generate
 from repolm.prompt import Document, PromptRequest, build_prompt
 
 MAX_DEFINITION_LINES = 40
@@ -319,9 +319,11 @@ class Explainer:
         cache_key: str = "",
         with_model: bool = True,
         graph_lock: AbstractContextManager[object] | None = None,
+        on_text: OnText = None,
     ) -> Explanation:
         """The card, and unless `with_model` is false an explanation. `graph_lock` is held while the
-        graph and index are read, and released before the (slow) generation."""
+        graph and index are read, and released before the (slow) generation, whose text so far goes to
+        `on_text` as it grows (unverified: the returned explanation is the one to keep)."""
         with graph_lock or nullcontext():
             started = time.perf_counter()
             card = symbol_card(graph, symbol)
@@ -356,6 +358,7 @@ class Explainer:
                 draft_tokens=self.config.draft_tokens,
                 int8=self.config.int8_decoding,
                 prompt_caches=self.config.prompt_caches,
+                on_text=on_text,
             )
         except EngineError as error:  # the card still shows; the next hover asks the engine again
             return Explanation(card, f"No explanation: {error}.", (), timings=timings)

@@ -22,13 +22,22 @@ import {
   ServerOptions,
   State,
   TransportKind,
+  WorkDoneProgress,
   WorkDoneProgressBegin,
   WorkDoneProgressEnd,
   WorkDoneProgressReport,
 } from 'vscode-languageclient/node';
 
 import { linkCitations } from './citations';
-import { ExplainResult, explanationMarkdown, hitLabel, isSearchHits, statusMarkdown } from './format';
+import {
+  ExplainResult,
+  explainArguments,
+  explanationMarkdown,
+  hitLabel,
+  isSearchHits,
+  statusMarkdown,
+  streamingMarkdown,
+} from './format';
 import {
   changeKind,
   initializationOptions,
@@ -39,6 +48,7 @@ import {
 } from './initOptions';
 
 const VIEW_SCHEME = 'repolm-view';
+const EXPLAIN_TOKEN = 'repolm-explain-'; // the work-done tokens of streamed explanations
 
 let client: LanguageClient | undefined;
 let settings: RepolmSettings;
@@ -113,10 +123,16 @@ class ViewsProvider implements vscode.TextDocumentContentProvider {
     return this.pages.get(uri.toString()) ?? '';
   }
 
-  async show(name: string, markdown: string): Promise<void> {
+  /** Replace a page's text; an open preview of it follows. */
+  update(name: string, markdown: string): vscode.Uri {
     const uri = vscode.Uri.from({ scheme: VIEW_SCHEME, path: `/${name}.md` });
     this.pages.set(uri.toString(), markdown);
     this.changed.fire(uri);
+    return uri;
+  }
+
+  async show(name: string, markdown: string): Promise<void> {
+    const uri = this.update(name, markdown);
     try {
       await vscode.commands.executeCommand('markdown.showPreviewToSide', uri);
     } catch {
@@ -190,7 +206,9 @@ const middleware: Middleware = {
     return new vscode.Hover(contents, hover.range);
   },
   handleWorkDoneProgress: (token, params, next) => {
-    status.onProgress(params);
+    if (!String(token).startsWith(EXPLAIN_TOKEN)) {
+      status.onProgress(params); // indexing; an explanation streams into its own page
+    }
     next(token, params);
   },
 };
@@ -298,22 +316,36 @@ async function explainSymbol(): Promise<void> {
     void vscode.window.showWarningMessage('repolm: open a file and put the cursor on a symbol.');
     return;
   }
-  if (runningClient() === undefined) {
+  const running = runningClient();
+  if (running === undefined) {
     return;
   }
   const position = editor.selection.active;
   const word = editor.document.getText(editor.document.getWordRangeAtPosition(position)) || 'symbol';
+  const page = `explain-${word}`;
+  // The page opens at once and fills as the model writes; the checked answer replaces it at the end.
+  const token = `${EXPLAIN_TOKEN}${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  const streamed = running.onProgress(WorkDoneProgress.type, token, (value) => {
+    if (value.kind === 'report' && value.message) {
+      views.update(page, streamingMarkdown(word, value.message));
+    }
+  });
   await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Window, title: `repolm: explaining ${word}` },
     async () => {
       try {
-        const result = await serverCommandRequest<ExplainResult>('repolm.explain', [
-          { uri: editor.document.uri.toString(), line: position.line, character: position.character },
-        ]);
-        const title = result.card?.qualname ?? word;
-        await views.show(`explain-${title}`, withLinks(explanationMarkdown(result, title)));
+        await views.show(page, streamingMarkdown(word, ''));
+        const result = await serverCommandRequest<ExplainResult>(
+          'repolm.explain',
+          explainArguments(editor.document.uri.toString(), position, token),
+        );
+        await views.show(page, withLinks(explanationMarkdown(result, result.card?.qualname ?? word)));
       } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        views.update(page, `# ${word}\n\nrepolm: explain failed: ${message}\n`);
         reportError('explain', error);
+      } finally {
+        streamed.dispose();
       }
     },
   );

@@ -61,6 +61,26 @@ export function explanationMarkdown(result: ExplainResult, title: string): strin
   return parts.join('\n\n') + '\n';
 }
 
+/**
+ * The `repolm.explain` arguments for a position: with `workDoneToken`, the server streams the text as it is
+ * written, each `$/progress` report's message holding the text so far.
+ */
+export function explainArguments(
+  uri: string,
+  position: { line: number; character: number },
+  workDoneToken: string,
+): unknown[] {
+  return [{ uri, line: position.line, character: position.character, workDoneToken }];
+}
+
+/** The explanation page while the model writes it: the text so far, not yet checked against its sources. */
+export function streamingMarkdown(title: string, text: string): string {
+  return `# ${title}
+
+${text.trim() ? `${text} …` : '*Explaining…*'}
+`;
+}
+
 /** A search hit for a quick pick: label, description, detail. */
 export function hitLabel(hit: SearchHit): { label: string; description: string; detail: string } {
   const name = hit.symbol || hit.path.split('/').pop() || hit.path;

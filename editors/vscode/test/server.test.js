@@ -18,7 +18,13 @@ const rpc = require('vscode-languageserver-protocol/node');
 
 const { DEFAULT_SETTINGS, initializationOptions, readSettings, serverCommand } = require('../out/initOptions');
 const { linkCitations } = require('../out/citations');
-const { explanationMarkdown, isSearchHits, hitLabel } = require('../out/format');
+const {
+  explainArguments,
+  explanationMarkdown,
+  hitLabel,
+  isSearchHits,
+  streamingMarkdown,
+} = require('../out/format');
 
 const TIMEOUT = 240_000; // loading the model the first time converts a GGUF; completions run on a CPU
 
@@ -116,7 +122,8 @@ before(async () => {
   connection.onRequest('window/workDoneProgress/create', () => null);
   connection.onRequest('client/registerCapability', () => null);
   connection.onRequest('workspace/configuration', (params) => params.items.map(() => null));
-  connection.onNotification('$/progress', (params) => progress.push(params.value));
+  // Progress under tokens the server made (indexing); onProgress handlers take the client's own tokens.
+  connection.onUnhandledProgress((params) => progress.push(params.value));
   connection.onNotification('window/logMessage', (params) => logs.push(params.message));
   connection.onNotification('window/showMessage', (params) => logs.push(params.message));
   connection.listen();
@@ -237,6 +244,26 @@ test('explain and search commands answer what the extension renders', { timeout:
   const best = hits.find((hit) => hit.path === 'util/pricing.py');
   assert.ok(best, JSON.stringify(hits));
   assert.match(hitLabel(best).description, /^util\/pricing\.py:\d+$/);
+});
+
+test('an explanation streams into its page while the model writes it', { timeout: TIMEOUT }, async () => {
+  // member_total has not been explained yet (a cached answer comes back whole, with nothing to stream).
+  const token = 'explain-member-total';
+  const texts = [];
+  const streamed = connection.onProgress(rpc.WorkDoneProgress.type, token, (value) => {
+    if (value.kind === 'report') {
+      texts.push(value.message);
+    }
+  });
+  const explained = await command(
+    'repolm.explain',
+    explainArguments(uri('app/checkout.py'), { line: 10, character: 'def member_'.length }, token),
+  );
+  streamed.dispose();
+  assert.equal(explained.card.qualname, 'app.checkout.member_total');
+  assert.ok(texts.length > 0 && texts.at(-1).trim(), JSON.stringify(texts));
+  texts.slice(1).forEach((text, i) => assert.ok(text.startsWith(texts[i]), JSON.stringify(texts)));
+  assert.ok(streamingMarkdown('member_total', texts.at(-1)).includes(texts.at(-1)));
 });
 
 test('turning inline completions off reaches the server through didChangeConfiguration', { timeout: TIMEOUT }, async () => {

@@ -46,6 +46,9 @@ local status = {}
 local ghosts = {}
 local timers = {}
 local pending = {}
+-- explanations being streamed: work-done token -> function(text so far)
+local streams = {}
+local stream_serial = 0
 
 local has_011 = vim.fn.has("nvim-0.11") == 1
 
@@ -124,6 +127,13 @@ local function set_status(client_id, fields)
 end
 
 local function progress_handler(err, result, ctx, config)
+  local stream = result and streams[result.token]
+  if stream then -- an explanation's text so far, not the server's indexing progress
+    if type(result.value) == "table" and type(result.value.message) == "string" then
+      stream(result.value.message)
+    end
+    return
+  end
   local value = result and result.value
   if type(value) == "table" and value.kind then
     if value.kind == "end" then
@@ -515,9 +525,13 @@ local function client_or_warn(bufnr)
   return client
 end
 
-local function execute(client, bufnr, command, arguments, callback)
+-- `done`, if given, is called first whether the command succeeded or not.
+local function execute(client, bufnr, command, arguments, callback, done)
   return client_request(client, "workspace/executeCommand", { command = command, arguments = arguments },
     function(err, result)
+      if done then
+        done()
+      end
       if err then
         notify(command .. " failed: " .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
         return
@@ -551,48 +565,79 @@ function M.explanation_lines(result)
   return lines
 end
 
-M.last_explanation = nil
+M.last_explanation = nil -- the last answer of :RepolmExplain, as markdown
+M.streamed = {} -- the texts streamed while it was written
 
-local function show_lines(lines, name)
+local split_buf = nil -- the split view's buffer, reused while it is shown
+local stream_win = nil -- the float showing a streamed explanation
+
+-- `streaming`: the float is replaced on each update and never takes the focus.
+local function show_lines(lines, name, streaming)
   if M.config.explain_view == "split" then
-    vim.cmd("botright new")
-    local buf = api.nvim_get_current_buf()
-    vim.bo[buf].buftype = "nofile"
-    vim.bo[buf].bufhidden = "wipe"
-    vim.bo[buf].swapfile = false
-    pcall(api.nvim_buf_set_name, buf, "repolm://" .. name)
-    api.nvim_buf_set_lines(buf, 0, -1, false, lines)
-    vim.bo[buf].filetype = "markdown"
-    vim.bo[buf].modifiable = false
-    return buf, api.nvim_get_current_win()
+    if not (split_buf and api.nvim_buf_is_valid(split_buf)) then
+      vim.cmd("botright new")
+      split_buf = api.nvim_get_current_buf()
+      vim.bo[split_buf].buftype = "nofile"
+      vim.bo[split_buf].bufhidden = "wipe"
+      vim.bo[split_buf].swapfile = false
+      pcall(api.nvim_buf_set_name, split_buf, "repolm://" .. name)
+      vim.bo[split_buf].filetype = "markdown"
+    end
+    vim.bo[split_buf].modifiable = true
+    api.nvim_buf_set_lines(split_buf, 0, -1, false, lines)
+    vim.bo[split_buf].modifiable = false
+    return split_buf, vim.fn.bufwinid(split_buf)
   end
-  return vim.lsp.util.open_floating_preview(lines, "markdown", {
+  if stream_win and api.nvim_win_is_valid(stream_win) then
+    api.nvim_win_close(stream_win, true)
+  end
+  stream_win = nil
+  local buf, win = vim.lsp.util.open_floating_preview(lines, "markdown", {
     border = "rounded",
     max_width = math.max(40, math.floor(vim.o.columns * 0.8)),
     max_height = math.max(10, math.floor(vim.o.lines * 0.8)),
     focus_id = "repolm_explain",
+    focus = not streaming,
   })
+  if streaming then
+    stream_win = win
+  end
+  return buf, win
 end
 
---- :RepolmExplain [symbol]: explain the symbol under the cursor (or the named symbol).
+--- :RepolmExplain [symbol]: explain the symbol under the cursor (or the named symbol). The text shows
+--- as the model writes it; the answer checked against its sources replaces it.
 function M.explain(symbol)
   local bufnr = api.nvim_get_current_buf()
   local client = client_or_warn(bufnr)
   if client == nil then
     return
   end
-  local arguments
+  local argument
   if symbol and symbol ~= "" then
-    arguments = { { symbol = symbol } }
+    argument = { symbol = symbol }
   else
     local position = cursor_position(client)
-    arguments = { { uri = vim.uri_from_bufnr(bufnr), line = position.line, character = position.character } }
+    argument = { uri = vim.uri_from_bufnr(bufnr), line = position.line, character = position.character }
+  end
+  stream_serial = stream_serial + 1
+  local token = "repolm-explain-" .. stream_serial
+  argument.workDoneToken = token
+  M.last_explanation = nil
+  M.streamed = {}
+  streams[token] = function(text)
+    table.insert(M.streamed, text)
+    local lines = { "*explaining…*", "" }
+    vim.list_extend(lines, vim.split(text .. " …", "\n", { plain = true }))
+    show_lines(lines, "explain", true)
   end
   notify("explaining…")
-  execute(client, bufnr, "repolm.explain", arguments, function(result)
+  execute(client, bufnr, "repolm.explain", { argument }, function(result)
     local lines = M.explanation_lines(result)
     M.last_explanation = table.concat(lines, "\n")
     show_lines(lines, "explain")
+  end, function()
+    streams[token] = nil
   end)
 end
 
