@@ -218,6 +218,7 @@ def _train_options(args: argparse.Namespace, config: Config, mode: str) -> objec
 
 
 def _train(args: argparse.Namespace) -> int:
+    from repolm.training.finetune import LaunchError
     from repolm.training.registry import Registry
     from repolm.training.retrain import train_adapter
 
@@ -226,8 +227,11 @@ def _train(args: argparse.Namespace) -> int:
     options = _train_options(args, config, "plain" if args.plain else "raft")
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     # The trainer prints its logs to stdout; with --json, stdout carries the manifest alone.
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        manifest, _ = train_adapter(root, config, options, Registry(config.index_path(root)), log)
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            manifest, _ = train_adapter(root, config, options, Registry(config.index_path(root)), log)
+    except LaunchError as error:
+        raise CliError(str(error)) from error
     print(json.dumps(manifest.to_json(), indent=2) if args.json else f"adapter: {manifest.name}")
     return 0
 

@@ -276,6 +276,9 @@ class TrainSection(_Section):
     teacher_api_key_env: str = setting("")
     # `repolm retrain` also fine-tunes the retriever (gated on held-out retrieval) before the adapter.
     retriever: bool = setting(True)
+    # A launcher for the training step, e.g. "accelerate launch --config_file FILE --num_processes 8":
+    # it starts the processes (GPUs, machines) that train the adapter; empty: train in this process.
+    launch: str = setting("")
 
 
 @dataclass(frozen=True)

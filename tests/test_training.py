@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from raft_fixture import write_fixture_repo
 
+import repolm.training
 from repolm.config import ServeConfig, load_config
 from repolm.training.finetune import CHECKPOINTS, RESULT_FILE, TrainConfig, train_raft
 from repolm.training.gate import decide
@@ -118,23 +119,35 @@ def test_training_stops_when_its_minutes_run_out_and_keeps_an_adapter(dataset, t
     assert (tmp_path / "timed" / CHECKPOINTS / "checkpoint-1").is_dir()
 
 
-def _launch(dataset: Path, output: Path, processes: int = 1) -> list[str]:
+SHIPPED_CONFIG = Path(repolm.training.__file__).parent / "accelerate" / "fsdp.yaml"
+
+
+def _launch(dataset: Path, output: Path, processes: int = 1, config: Path | None = None) -> list[str]:
     arguments = ["--dataset", str(dataset), "--output", str(output), "--max-steps", "3", "--save-steps", "1"]
     arguments += ["--batch-size", "1", "--max-length", "200"]
-    launcher = ["launch", "--num_processes", str(processes), "--cpu", "-m", "repolm.training.finetune"]
+    launcher = ["launch", *(["--config_file", str(config)] if config else ["--cpu"])]
+    launcher += ["--num_processes", str(processes), "-m", "repolm.training.finetune"]
     return [str(Path(sys.executable).with_name("accelerate")), *launcher, *arguments]
 
 
-def test_two_processes_under_accelerate_train_one_adapter(dataset, tmp_path):
-    """Data-parallel training as on several GPUs or machines, here two CPU processes (gloo)."""
+def test_two_processes_under_the_shipped_accelerate_config_train_one_adapter(dataset, tmp_path):
+    """The FSDP config repolm ships, launched as on several GPUs, here on two CPU processes: accelerate
+    runs them data-parallel (gloo), as it does wherever FSDP has no GPU to shard over."""
+    import torch
+
     from repolm.model import load_model
 
     _, path = dataset
     output = tmp_path / "adapter"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(_launch(path, output, 2), env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        _launch(path, output, 2, SHIPPED_CONFIG), env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((output / RESULT_FILE).read_text())["steps"] == 3
+    result = json.loads((output / RESULT_FILE).read_text())
+    assert result["steps"] == 3 and result["processes"] == 2
+    assert result["distributed"] == ("FSDP" if torch.cuda.is_available() else "MULTI_CPU")
+    assert result["sharded"] == (result["distributed"] == "FSDP")
     assert (output / "adapter_model.safetensors").is_file()
     assert load_model(device="cpu", adapter=str(output)).adapter == output
 
@@ -276,6 +289,30 @@ def test_train_cli_json_prints_the_manifest_alone(tmp_path):
     manifest = json.loads(run.stdout)
     assert manifest["name"] == "one" and manifest["train"]["steps"] == 1
     assert set(manifest["dataset"]["by_task"]) == {"plan"}
+    assert manifest["train"]["processes"] == 1
+
+
+def test_train_runs_its_training_step_under_the_configured_launcher(tmp_path):
+    """`[train] launch`: the dataset is built here, the adapter trained by the processes the launcher
+    starts (two CPU processes here, GPUs or machines in a team); a failing launcher is one clear error."""
+    root = write_fixture_repo(tmp_path / "repo")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "repolm.cli"]
+    subprocess.run([*cli, "index", str(root)], env=env, check=True, capture_output=True, timeout=600)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    two = f"{accelerate} launch --config_file {SHIPPED_CONFIG} --num_processes 2"
+    train = [*cli, "train", "--repo", str(root), "--max-steps", "2", "--tasks", "plan", "--json"]
+    for launch, name in ((two, "two"), ("false", "none")):
+        (root / "repolm.toml").write_text(f'[train]\nlaunch = "{launch}"\n', encoding="utf-8")
+        run = subprocess.run([*train, "--name", name], env=env, capture_output=True, text=True, timeout=600)
+        if name == "two":
+            assert run.returncode == 0, run.stderr[-3000:]
+            manifest = json.loads(run.stdout)
+            assert manifest["train"]["steps"] == 2 and manifest["train"]["processes"] == 2
+            assert manifest["train"]["distributed"] == "MULTI_CPU"
+            assert (root / ".repolm" / "adapters" / "two" / "adapter_model.safetensors").is_file()
+        else:
+            assert run.returncode == 2 and "training under `false` failed" in run.stderr, run.stderr[-2000:]
 
 
 def test_eval_adds_an_adapter_to_an_earlier_run_on_the_same_targets(dataset, tmp_path):

@@ -22,6 +22,8 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shlex
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,6 +128,11 @@ class TrainResult:
     device: str
     precision: str  # what the run computed in: bf16 (autocast) or fp32
     stopped_by_time: bool  # max_minutes ran out before max_steps
+    # How `accelerate launch` ran it: accelerate's distributed type (NO, MULTI_CPU, MULTI_GPU, FSDP,
+    # DEEPSPEED), the processes, and whether each held only a shard of the parameters.
+    distributed: str = "NO"
+    processes: int = 1
+    sharded: bool = False
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -321,7 +328,6 @@ def train_rows(
     tokens = int(trainer.state.num_input_tokens_seen)
     new_tokens = tokens - int(getattr(trainer, "_initial_num_input_tokens_seen", 0) or 0)
     history = [e for e in trainer.state.log_history if "loss" in e]
-    write_loss_curve(history, adapter_dir)
     result = TrainResult(
         adapter_dir=str(adapter_dir),
         mode=mode,
@@ -336,10 +342,24 @@ def train_rows(
         device="cuda" if _has_cuda() else "cpu",
         precision="bf16" if uses_bf16(config.precision) else "fp32",
         stopped_by_time=int(output.global_step) < config.max_steps,
+        distributed=str(trainer.accelerator.distributed_type.value),
+        processes=trainer.accelerator.num_processes,
+        sharded=_sharded(trainer.model_wrapped),
         config=dataclasses.asdict(config),
     )
-    (adapter_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    if trainer.is_world_process_zero():  # one writer; the others trained the same adapter
+        write_loss_curve(history, adapter_dir)
+        (adapter_dir / RESULT_FILE).write_text(
+            json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8"
+        )
     return result
+
+
+def _sharded(model: Any) -> bool:
+    """Whether the parameters are FSDP2 shards (DTensors): each process holds a slice of each weight."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(parameter, DTensor) for parameter in model.parameters())
 
 
 def write_loss_curve(history: Sequence[dict[str, Any]], folder: Path) -> None:
@@ -388,10 +408,56 @@ def train_plain(
 # `python -m repolm.training.finetune`: the entry point `accelerate launch` runs
 
 
+JOB_FILE = "job.json"  # what `repolm train` hands a launched training step
+
+
+class LaunchError(RuntimeError):
+    """The launcher, or a training process it started, failed."""
+
+
+def write_job(
+    output: Path,
+    config: TrainConfig,
+    dataset: Path | None = None,
+    root: Path | None = None,
+    paths: Sequence[str] = (),
+) -> Path:
+    """The training step as a file the launched processes read: RAFT on `dataset`, or the plain control
+    on `paths` under `root`."""
+    job = {"output": str(output), "config": dataclasses.asdict(config)}
+    job |= {"dataset": str(dataset)} if dataset else {"root": str(root), "paths": list(paths)}
+    output.mkdir(parents=True, exist_ok=True)
+    (output / JOB_FILE).write_text(json.dumps(job, indent=2) + "\n", encoding="utf-8")
+    return output / JOB_FILE
+
+
+def run_job(job_file: Path) -> TrainResult:
+    job = json.loads(job_file.read_text(encoding="utf-8"))
+    values = job["config"]
+    config = TrainConfig(**{**values, "target_modules": tuple(values["target_modules"])})
+    if "dataset" in job:
+        return train_raft(Path(job["dataset"]), Path(job["output"]), config)
+    return train_plain(Path(job["root"]), job["paths"], Path(job["output"]), config)
+
+
+def launched(job_file: Path, launch: str) -> TrainResult:
+    """Run a job under a launcher command line (`accelerate launch --config_file ...`, `torchrun ...`),
+    which starts the processes; the result the first of them wrote. A failed launch raises LaunchError
+    with the end of its error output."""
+    command = [*shlex.split(launch), "-m", "repolm.training.finetune", "--job", str(job_file)]
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise LaunchError(f"training under `{launch}` failed (exit {done.returncode}):\n{tail}")
+    values = json.loads((job_file.parent / RESULT_FILE).read_text(encoding="utf-8"))
+    return TrainResult(**values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a RAFT LoRA adapter from a dataset JSONL.")
-    parser.add_argument("--dataset", type=Path, required=True, help="RAFT dataset (JSONL)")
-    parser.add_argument("--output", type=Path, required=True, help="adapter folder")
+    parser.add_argument("--job", type=Path, help="a job file `repolm train` wrote (replaces the rest)")
+    parser.add_argument("--dataset", type=Path, help="RAFT dataset (JSONL)")
+    parser.add_argument("--output", type=Path, help="adapter folder")
     parser.add_argument("--profile", default="auto", choices=("auto", *PROFILES))
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--save-steps", type=int)
@@ -401,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="default: auto")
     parser.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     args = parser.parse_args(argv)
+    if args.job:
+        print(json.dumps(run_job(args.job).to_json()))
+        return 0
+    if args.dataset is None or args.output is None:
+        parser.error("--dataset and --output are required (or --job)")
     overrides = {
         "max_steps": args.max_steps,
         "save_steps": args.save_steps,

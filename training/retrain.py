@@ -29,7 +29,7 @@ from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
 from .evaluate import BASE_MODEL, SCORES, EvalOptions, adapter_loader, evaluate
-from .finetune import Profile, TrainResult, profile, train_plain, train_raft
+from .finetune import Profile, TrainResult, launched, profile, train_plain, train_raft, write_job
 from .gate import GATE_ARM, GateDecision, decide
 from .raft_dataset import build_dataset, format_stats, write_jsonl
 from .raft_examples import RaftConfig, TrainingSplit
@@ -114,13 +114,23 @@ def train_adapter(
             # The control sees exactly the files RAFT may use, as plain text.
             files = TrainingSplit(index, chosen.raft, config.serve).files
             log(f"plain LoRA control on {len(files)} training files")
-            result = train_plain(root, files, folder, train_config)
             dataset_hash, stats = _files_hash(files), {"files": len(files)}
         else:
             dataset_hash, stats = _build(index, config, chosen.raft, folder / DATASET_FILE, log, progress)
-            result = train_raft(folder / DATASET_FILE, folder, train_config)
     finally:
         index.close()
+    launch = config.train.launch
+    if launch:  # several processes (GPUs, machines) under the configured launcher
+        log(f"training under {launch}")
+        if options.mode == "plain":
+            job = write_job(folder, train_config, root=root, paths=files)
+        else:
+            job = write_job(folder, train_config, dataset=folder / DATASET_FILE)
+        result = launched(job, launch)
+    elif options.mode == "plain":
+        result = train_plain(root, files, folder, train_config)
+    else:
+        result = train_raft(folder / DATASET_FILE, folder, train_config)
     log(
         f"trained {name}: {result.steps} steps, {result.tokens_per_second} tokens/s, loss {result.final_loss}"
     )
