@@ -1,14 +1,16 @@
 """Completions through an engine against the local runtime: same lines, same embedded GGUF, one run.
 
-    python bench/bench_engine.py [--corpus requests] [--lines 40] [--editors 8] [--out FILE]
+    python bench/bench_engine.py [--corpus requests] [--lines 40] [--editors 8]
+                                 [--engines llama.cpp vllm] [--out FILE]
 
 On an indexed copy of a downloaded repository, the same sampled lines (cursor after the indentation,
-nothing after it written yet) are completed in-process by repolm's assist engine three ways: on the
-local runtime; through llama.cpp's server (scripts/build_llama_server.sh) serving the embedded model's
-own GGUF, one request at a time; and through that server with `--editors` editors asking at once (each
-its own repolm engine, as each developer runs `repolm serve`; the server has as many slots). Every
-request starts cold on repolm's side (its completion cache and prompt caches cleared); llama.cpp's
-server keeps its own prompt cache per slot, as it does when serving. Figures are medians and 95th
+nothing after it written yet) are completed in-process by repolm's assist engine: on the local runtime;
+then through each engine, one request at a time and with `--editors` editors asking at once (each its
+own repolm engine, as each developer runs `repolm serve`; the engine takes as many sequences). The
+engines: llama.cpp's server (scripts/build_llama_server.sh) serving the embedded model's own GGUF, and
+vLLM's CPU build (scripts/install_vllm.sh) serving the converted model the local runtime loads, in
+bf16. Every request starts cold on repolm's side (its completion cache and prompt caches cleared); the
+engines keep their own prompt caches, as they do when serving. Figures are medians and 95th
 percentiles of this run, and completions per second for the concurrent editors.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import queue
 import socket
 import subprocess
@@ -35,27 +38,53 @@ from report import machine
 from repolm.assist.completion import CompletionRequest
 from repolm.assist.engine import Engine
 from repolm.config import Config, ModelSection, load_config
-from repolm.model import LoadedModel, gguf_path
+from repolm.model import LoadedModel, ensure_converted, gguf_path
 
 HERE = Path(__file__).resolve().parent
-SERVER = Path.home() / ".cache/repolm/engines/llama-server-0.3.36/llama-server"
+ENGINES = Path.home() / ".cache/repolm/engines"
+LLAMA_SERVER = ENGINES / "llama-server-0.3.36/llama-server"
+VLLM_PYTHON = ENGINES / "vllm-0.32.0/bin/python"
 
 
-def start_server(slots: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def engine_command(engine: str, slots: int, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that serve the embedded model on `port` as `smollm2`."""
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    if engine == "llama.cpp":
+        command = [str(LLAMA_SERVER), "-m", str(gguf_path()), *address, "-c", str(2048 * slots)]
+        return [*command, "-np", str(slots), "-t", "2", "--no-webui"], dict(os.environ)
+    # `vllm serve` misreads its own package name in this build; the module is the same server.
+    command = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(ensure_converted()),
+    ]
+    command += ["--served-model-name", "smollm2", *address, "--dtype", "bfloat16", "--max-model-len", "2048"]
+    command += ["--max-num-seqs", str(slots)]
+    return command, {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "2",
+    }
+
+
+def start_engine(engine: str, slots: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [str(SERVER), "-m", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["-c", str(2048 * slots), "-np", str(slots), "-t", "2", "--no-webui"]
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    for _ in range(300):
+    command, env = engine_command(engine, slots, port)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                 return process, f"http://127.0.0.1:{port}/v1"
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.5)
     process.kill()
-    raise RuntimeError(f"llama-server did not start: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"{engine} did not start: {log.read_text()[-2000:]}")
 
 
 def complete_cold(engine: Engine, root: Path, line: tuple[str, int, str]) -> tuple[float, str]:
@@ -116,31 +145,38 @@ def main() -> None:
     parser.add_argument("--corpus", default="requests")
     parser.add_argument("--lines", type=int, default=40)
     parser.add_argument("--editors", type=int, default=8)
+    parser.add_argument("--engines", nargs="+", default=["llama.cpp", "vllm"], choices=["llama.cpp", "vllm"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "engine.json")
     args = parser.parse_args()
+    engines = {}
     with tempfile.TemporaryDirectory() as scratch:
         root = indexed_copy(args.corpus, Path(scratch) / args.corpus)
         lines = sample_lines(root, args.lines)
         config = load_config(root)
         local_seconds, local_texts = sequential(Engine(root, config), root, lines)
-        process, url = start_server(args.editors, Path(scratch) / "llama-server.log")
-        try:
-            remote = dataclasses.replace(
-                config, model=ModelSection(backend="openai", url=url, served_name="smollm2")
-            )
-            engine_seconds, engine_texts = sequential(Engine(root, remote), root, lines)
-            together = concurrent(remote, root, lines, args.editors)
-        finally:
-            process.kill()
-    same = sum(a == b for a, b in zip(local_texts, engine_texts, strict=True))
+        for name in args.engines:
+            process, url = start_engine(name, args.editors, Path(scratch) / f"{name}.log")
+            try:
+                remote = dataclasses.replace(
+                    config, model=ModelSection(backend="openai", url=url, served_name="smollm2")
+                )
+                seconds, texts = sequential(Engine(root, remote), root, lines)
+                together = concurrent(remote, root, lines, args.editors)
+            finally:
+                process.kill()
+                process.wait()
+            same = sum(a == b for a, b in zip(local_texts, texts, strict=True))
+            engines[name] = {
+                "one_editor": summary(seconds),
+                "concurrent": {"editors": args.editors, **together},
+                "same_completion": f"{same}/{len(lines)}",
+            }
     result = {
         "command": " ".join(["python", "bench/bench_engine.py", *sys.argv[1:]]),
         "machine": machine(),
         "corpus": args.corpus,
         "local": summary(local_seconds),
-        "engine": summary(engine_seconds),
-        "engine_concurrent": {"editors": args.editors, **together},
-        "same_completion": f"{same}/{len(lines)}",
+        "engines": engines,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
