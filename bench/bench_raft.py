@@ -248,6 +248,29 @@ def verdict(comparison: Comparison, row: dict) -> str | None:
     return None
 
 
+def oracle_ceiling(records: list[dict], model: str = "raft") -> dict | None:
+    """How much reading retrieved oracles can give `model` with hybrid retrieval: the targets whose
+    hybrid prompt carried an oracle chunk, and the hybrid − in-file edit similarity over all targets
+    if each of those were completed exactly (next to what it gained on them)."""
+    if not records or not {"hybrid", "oracle", "in_file"} <= set(records[0]["models"].get(model, {})):
+        return None
+    carried = [
+        arms
+        for record in records
+        if record["oracle_chunks"]
+        and set((arms := record["models"][model])["oracle"]["documents"]) & set(arms["hybrid"]["documents"])
+    ]
+    in_file = [arms["in_file"]["edit_similarity"] for arms in carried]
+    hybrid = [arms["hybrid"]["edit_similarity"] for arms in carried]
+    return {
+        "targets": len(records),
+        "oracle_targets": sum(1 for record in records if record["oracle_chunks"]),
+        "oracle_in_hybrid_prompt": len(carried),
+        "ceiling": round(sum(1 - value for value in in_file) / len(records), 4),
+        "gained": round((sum(hybrid) - sum(in_file)) / len(records), 4),
+    }
+
+
 def write_html(result: dict, folder: Path) -> Path:
     """The report: the score table per corpus, the paired differences as a forest plot, and the loss
     curves of the trained adapters."""
@@ -349,13 +372,18 @@ def main() -> int:
     args = parser.parse_args()
     command = " ".join(["python", "bench/bench_raft.py", *sys.argv[1:]])
     corpora = {corpus: run_corpus(corpus, args) for corpus in args.corpora}
+    pooled_records = [record for data in corpora.values() for record in data["records"]]
     result = {
         "command": command,
         "machine": machine(),
         "corpora": {
-            name: {key: value for key, value in data.items() if key != "records"}
+            name: {
+                **{key: value for key, value in data.items() if key != "records"},
+                "oracle_ceiling": oracle_ceiling(data["records"]),
+            }
             for name, data in corpora.items()
         },
+        "oracle_ceiling": oracle_ceiling(pooled_records),
         "comparisons": compare(corpora, args.seed),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -366,6 +394,7 @@ def main() -> int:
         print(f"{row['name']:<34} pooled n={n:<4} edit similarity {es['mean']:+.4f}"
               f" [{es['ci_low']:+.4f}, {es['ci_high']:+.4f}]  exact match {em['mean']:+.4f}"
               f"  {row['verdict'] or ''}")  # fmt: skip
+    print(f"reading retrieved oracles, RAFT: {result['oracle_ceiling']}")
     print(f"results: {args.out}\nreport: {page}")
     return 0
 
