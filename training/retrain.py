@@ -29,7 +29,7 @@ from repolm.model import DEFAULT_BASE, resolve_base
 
 from .eval_split import EvalSplit, git_commit
 from .evaluate import BASE_MODEL, SCORES, EvalOptions, adapter_loader, evaluate
-from .finetune import Profile, TrainResult, launched, profile, train_plain, train_raft, write_job
+from .finetune import Profile, TrainResult, launched, profile, run_job, write_job
 from .gate import GATE_ARM, GateDecision, decide
 from .raft_dataset import build_dataset, format_stats, write_jsonl
 from .raft_examples import RaftConfig, TrainingSplit
@@ -115,22 +115,17 @@ def train_adapter(
             files = TrainingSplit(index, chosen.raft, config.serve).files
             log(f"plain LoRA control on {len(files)} training files")
             dataset_hash, stats = _files_hash(files), {"files": len(files)}
-        else:
-            dataset_hash, stats = _build(index, config, chosen.raft, folder / DATASET_FILE, log, progress)
-    finally:
-        index.close()
-    launch = config.train.launch
-    if launch:  # several processes (GPUs, machines) under the configured launcher
-        log(f"training under {launch}")
-        if options.mode == "plain":
             job = write_job(folder, train_config, root=root, paths=files)
         else:
+            dataset_hash, stats = _build(index, config, chosen.raft, folder / DATASET_FILE, log, progress)
             job = write_job(folder, train_config, dataset=folder / DATASET_FILE)
-        result = launched(job, launch)
-    elif options.mode == "plain":
-        result = train_plain(root, files, folder, train_config)
+    finally:
+        index.close()
+    if config.train.launch:  # several processes (GPUs, machines) under the configured launcher
+        log(f"training under {config.train.launch}")
+        result = launched(job, config.train.launch)
     else:
-        result = train_raft(folder / DATASET_FILE, folder, train_config)
+        result = run_job(job)
     log(
         f"trained {name}: {result.steps} steps, {result.tokens_per_second} tokens/s, loss {result.final_loss}"
     )
