@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -75,7 +76,10 @@ def start_engine(engine: str, slots: int, log: Path) -> tuple[subprocess.Popen[b
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command, env = engine_command(engine, slots, port)
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    # Its own process group: vLLM's engine core and workers are children that must go with it.
+    process = subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     deadline = time.monotonic() + 600
     while process.poll() is None and time.monotonic() < deadline:
         try:
@@ -83,8 +87,13 @@ def start_engine(engine: str, slots: int, log: Path) -> tuple[subprocess.Popen[b
                 return process, f"http://127.0.0.1:{port}/v1"
         except OSError:
             time.sleep(0.5)
-    process.kill()
+    stop_engine(process)
     raise RuntimeError(f"{engine} did not start: {log.read_text()[-2000:]}")
+
+
+def stop_engine(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def complete_cold(engine: Engine, root: Path, line: tuple[str, int, str]) -> tuple[float, str]:
@@ -163,8 +172,7 @@ def main() -> None:
                 seconds, texts = sequential(Engine(root, remote), root, lines)
                 together = concurrent(remote, root, lines, args.editors)
             finally:
-                process.kill()
-                process.wait()
+                stop_engine(process)
             same = sum(a == b for a, b in zip(local_texts, texts, strict=True))
             engines[name] = {
                 "one_editor": summary(seconds),
