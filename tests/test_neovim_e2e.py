@@ -157,7 +157,8 @@ local function step_explain()
   api.nvim_win_set_cursor(0, {{ {use_line}, {use_col} }})
   vim.cmd("RepolmExplain")
   -- The float shows the text as it is written, then the checked answer.
-  poll("the :RepolmExplain answer", function() return repolm.last_explanation and floating_text() end, function(text)
+  local function answered() return repolm.last_explanation and floating_text() end
+  poll("the :RepolmExplain answer", answered, function(text)
     result.explain_float = text
     result.explain_text = repolm.last_explanation
     result.streamed = #repolm.streamed
