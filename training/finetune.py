@@ -18,12 +18,14 @@ checkpoint; the loss curve lands in the adapter folder as `loss_curve.json` and 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import importlib.util
 import json
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -442,13 +444,22 @@ def run_job(job_file: Path) -> TrainResult:
 
 def launched(job_file: Path, launch: str) -> TrainResult:
     """Run a job under a launcher command line (`accelerate launch --config_file ...`, `torchrun ...`),
-    which starts the processes; the result the first of them wrote. A failed launch raises LaunchError
-    with the end of its error output."""
+    which starts the processes; the result the first of them wrote. Their output goes to standard error
+    (standard output may carry `--json`); a failed launch raises LaunchError with the end of it."""
     command = [*shlex.split(launch), "-m", "repolm.training.finetune", "--job", str(job_file)]
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise LaunchError(f"training under `{launch}` failed (exit {done.returncode}):\n{tail}")
+    tail: collections.deque[str] = collections.deque(maxlen=15)
+    try:
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            for line in process.stdout or ():
+                sys.stderr.write(line)
+                tail.append(line.rstrip())
+    except OSError as error:
+        raise LaunchError(f"training under `{launch}` could not start: {error}") from error
+    if process.returncode != 0:
+        output = "\n".join(tail)
+        raise LaunchError(f"training under `{launch}` failed (exit {process.returncode}):\n{output}")
     values = json.loads((job_file.parent / RESULT_FILE).read_text(encoding="utf-8"))
     return TrainResult(**values)
 
