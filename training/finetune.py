@@ -434,6 +434,7 @@ def write_job(
 
 
 def run_job(job_file: Path) -> TrainResult:
+    """Run a job `write_job` wrote, in this process (or in each process a launcher started)."""
     job = json.loads(job_file.read_text(encoding="utf-8"))
     values = job["config"]
     config = TrainConfig(**{**values, "target_modules": tuple(values["target_modules"])})
