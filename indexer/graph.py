@@ -2,10 +2,12 @@
 
 References are stored as written (name, dotted expression, enclosing scope) and resolved when asked,
 so an edit to one file never leaves stale resolutions in another. Resolution tries, in order: the
-file's own imports (following re-exports a few hops), `self`/`this`/`cls` inside a class, a
-definition in the same file, and finally a name defined exactly once in the repository. A member of a
-receiver the parser cannot name (`.join` in `"".join(...)`) takes that last step only when no builtin
-type has a member of that name: `"".join` is `str.join`, not the repository's one `join` method.
+file's own imports (following re-exports a few hops), `self`/`this`/`cls` inside a class (its members
+and its bases' in the repository, nothing else), a definition in the same file, and finally a name
+defined exactly once in the repository. A name a Python file imports from another project (`t.Dict`
+after `import typing as t`) stops at the imports. A member of a receiver the parser cannot name
+(`.join` in `"".join(...)`) takes the last step only when no builtin type has a member of that name:
+`"".join` is `str.join`, not the repository's one `join` method.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .store import Store, alive
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RECEIVERS = {"self", "cls", "this"}
 _REEXPORT_HOPS = 3
+_FEW = 4  # candidates of a name looked up by their parents (more would be ambiguous anyway)
 # Members of the builtin types (and files) that literals, containers and call results usually are.
 _BUILTIN_TYPES = (*(t for t in vars(builtins).values() if isinstance(t, type)), io.TextIOWrapper, io.BytesIO)
 _BUILTIN_MEMBERS = frozenset(name for kind in _BUILTIN_TYPES for name in dir(kind))
@@ -66,6 +69,7 @@ class SymbolGraph:
         self.generation = generation
         self._alive = alive("f", generation)
         self._imports_of = lru_cache(maxsize=4096)(self._load_imports)
+        self._python_package_here = lru_cache(maxsize=1024)(self._has_python_package)
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -107,10 +111,12 @@ class SymbolGraph:
             found = self.follow_reexports(".".join([imports[head], *rest]))
             if found:
                 return found
-        if head in _RECEIVERS and rest and scope:
-            found = self._member_of_enclosing_class(scope, rest)
-            if found:
-                return found
+            if path.endswith(".py") and not self._python_package_here(imports[head].split(".")[0]):
+                return None  # `t.Dict` after `import typing as t` is typing's, whatever this repo defines
+        if head in _RECEIVERS:
+            # A member the class (or a base in the repository) does not define is an attribute, or
+            # inherited from another project: any same-named definition elsewhere would be a guess.
+            return self._member_of_enclosing_class(scope, rest) if rest and scope else None
         name = parts[-1]
         if len(parts) == 1:
             local = [s for s in self.by_name(name) if s.path == path]
@@ -122,6 +128,8 @@ class SymbolGraph:
             suffix = "." + ".".join(parts[-2:])
             narrowed = [s for s in candidates if s.qualname.endswith(suffix)]
             candidates = narrowed or candidates
+        if len(candidates) <= _FEW:  # a definition inside another file's function is no one else's name
+            candidates = [s for s in candidates if not self._inside_function(s)]
         return candidates[0] if len(candidates) == 1 else None
 
     def definition_at(self, path: str, line: int, col: int, text: str) -> Symbol | None:
@@ -189,6 +197,22 @@ class SymbolGraph:
         return uses
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _inside_function(self, symbol: Symbol) -> bool:
+        parent = self.by_qualname(symbol.qualname.rpartition(".")[0])
+        return parent is not None and parent.kind in {"function", "method"}
+
+    def _has_python_package(self, package: str) -> bool:
+        """Whether a Python file of the repository is a module or sits in a folder of that name, at any
+        depth (paths, not module names: `lib/` is stripped from those, yet may be a package)."""
+        pattern = _like(package)
+        row = self.store.db.execute(
+            f"SELECT 1 FROM files f WHERE {self._alive} AND f.language = 'python' AND (f.path = ?"
+            " OR f.path LIKE ? ESCAPE '\\' OR f.path LIKE ? ESCAPE '\\' OR f.path LIKE ? ESCAPE '\\')"
+            " LIMIT 1",
+            (f"{package}.py", f"{pattern}/%", f"%/{pattern}/%", f"%/{pattern}.py"),
+        ).fetchone()
+        return row is not None
 
     def _load_imports(self, path: str) -> dict[str, str]:
         rows = self.store.db.execute(
@@ -268,9 +292,13 @@ def _innermost_visible(candidates: list[Symbol], scope: str) -> Symbol:
     return max(candidates, key=depth)
 
 
+def _like(text: str) -> str:
+    """`text` for a LIKE pattern escaped with a backslash: its own `%` and `_` match only themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(qualname: str) -> str:
-    escaped = qualname.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + ".%"
+    return _like(qualname) + ".%"
 
 
 def _symbol(row: tuple) -> Symbol:
