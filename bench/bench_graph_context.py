@@ -23,8 +23,9 @@ from report import write_report
 
 from repolm.config import load_config
 from repolm.indexer.code_chunks import parse_code
+from repolm.indexer.code_uses import definition_chunk_ids
 from repolm.indexer.retrieval import Index
-from repolm.training.eval_targets import analyze_file, code_files, oracle_chunk_ids, read_redacted
+from repolm.training.eval_targets import analyze_file, code_files, read_redacted
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,12 +50,12 @@ def count(corpus: str, k: int) -> dict[str, int]:
                     parse_code(path, files[path], text),
                 )
             facts, parsed = seen[path]
-            oracle = {c for symbol in facts.uses.get(line, []) for c in oracle_chunk_ids(index, symbol)}
+            oracle = {c for symbol in facts.uses.get(line, []) for c in definition_chunk_ids(index, symbol)}
             enclosing = [d.start_line for d in parsed.definitions if d.start_line < line <= d.end_line]
             candidates: list[int] = []
             for number in range(line - 1, min(enclosing, default=1) - 1, -1):
                 for symbol in facts.uses.get(number, []):
-                    candidates += [c for c in oracle_chunk_ids(index, symbol) if c not in candidates]
+                    candidates += [c for c in definition_chunk_ids(index, symbol) if c not in candidates]
             graph = bool(oracle & set(candidates[:k]))
             rank = record["models"]["base"]["hybrid"]["rank"]
             hybrid = rank is not None and rank <= k

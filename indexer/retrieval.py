@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -161,7 +162,12 @@ class Index:
         k: int = 10,
         where: SearchFilter | None = None,
         per_file_cap: int | None = None,
+        context: Sequence[int] = (),
+        context_weight: float = 1.0,
     ) -> list[Hit]:
+        """The top `k` chunks for `query`. `context` is a ranking of chunk ids known to matter (best
+        first), fused with the query's ranking by reciprocal rank, its ranks weighing `context_weight`
+        times the query's."""
         settings = self.config.search
         mode = mode or settings.mode
         if mode not in SEARCH_MODES:
@@ -172,6 +178,9 @@ class Index:
         cap = settings.per_file_cap if per_file_cap is None else per_file_cap
         pool = max(settings.candidates, k * 4)
         ranked = self._ranked(query, mode, pool, settings)
+        if context:
+            known = [(chunk_id, 0.0) for chunk_id in context]
+            ranked = reciprocal_rank_fusion([ranked, known], settings.rrf_k, (1.0, context_weight))
         chosen: list[tuple[int, float]] = []
         per_file: Counter[str] = Counter()
         for chunk_id, score in ranked:
@@ -222,12 +231,16 @@ def nearest_of(rankings: list[list[tuple[int, float]]]) -> list[tuple[int, float
     return sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
-def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
-    """Cormack et al.'s RRF: each list adds 1 / (k + rank) for the items it ranks (rank from 1)."""
+def reciprocal_rank_fusion(
+    rankings: list[list[tuple[int, float]]], k: int = 60, weights: Sequence[float] = ()
+) -> list[tuple[int, float]]:
+    """Cormack et al.'s RRF: each list adds weight / (k + rank) for the items it ranks (rank from 1;
+    weight 1 unless `weights` gives the lists' own)."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for number, ranking in enumerate(rankings):
+        weight = weights[number] if weights else 1.0
         for rank, (item, _) in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
 

@@ -202,6 +202,9 @@ class ServeConfig(_Section):
     block_max_tokens: int = setting(96, low=1)  # multi-line completions, when the cursor opens a block
     completion_snippets: int = setting(4, low=0)  # retrieved chunks offered to the prompt
     completion_per_file_cap: int = setting(2, low=0)  # at most this many of them from one file (0: no cap)
+    # The definitions of what the code above the cursor uses (the symbol graph resolves its names) join
+    # the completion's retrieval ranking, their ranks weighing this much against the query's (0: off).
+    completion_context_weight: float = setting(1.0, low=0)
     completion_cache_size: int = setting(128, low=0)
     explain_enabled: bool = setting(True)  # the hover adds a model-written explanation to the symbol card
     explain_budget: int = setting(768, low=_MIN_BUDGET)

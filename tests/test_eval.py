@@ -13,6 +13,7 @@ from repolm.assist.completion import retrieval_query
 from repolm.cli import main
 from repolm.config import Config, ServeConfig
 from repolm.indexer.builder import update_index
+from repolm.indexer.code_uses import file_lines
 from repolm.indexer.retrieval import Index
 from repolm.training import metrics
 from repolm.training.eval_split import (
@@ -27,7 +28,6 @@ from repolm.training.eval_targets import (
     analyze_file,
     cursor_prefix,
     editor_position,
-    file_lines,
     sample_targets,
 )
 from repolm.training.evaluate import IndexSearch
@@ -208,7 +208,7 @@ def test_cursor_is_after_the_indentation_and_retrieval_never_sees_the_target_fil
             assert editor_position(prefix) == (target.line - 1, target.column)
             # Both the query the completer builds and the answer itself as a query (the worst case).
             for query in (retrieval_query(prefix), target.expected):
-                search(query, target.path, 4)
+                search(query, target.path, prefix, 4)
                 paths = {c.chunk.path for c in index.store.chunks_by_id(search.ranking).values()}
                 assert target.path not in paths
 

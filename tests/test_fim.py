@@ -179,7 +179,7 @@ def test_a_fim_model_trains_and_serves_in_its_template(fim_base: Path, tmp_path:
     end_line = example.source_spans[0]["end_line"]  # the editor holds the file without the answer yet
     text = cursor_prefix(source, example.line, column) + cursor_suffix(source, end_line)
     once = dataclasses.replace(serve, completion_max_tokens=2, completion_cache_size=0)
-    Completer(model, once, lambda query, path, k: documents[:k]).complete(
+    Completer(model, once, lambda query, path, prefix, k: documents[:k]).complete(
         CompletionRequest(example.path, text, example.line - 1, column)
     )
     expected = model.tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
@@ -194,7 +194,7 @@ def test_a_fim_model_trains_and_serves_in_its_template(fim_base: Path, tmp_path:
     result = train_raft(path, tmp_path / "adapter", tiny)
     assert result.steps == 2 and (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     tuned = load_model(str(fim_base), adapter=tmp_path / "adapter", device="cpu")
-    completion = Completer(tuned, once, lambda query, path, k: documents[:k]).complete(
+    completion = Completer(tuned, once, lambda query, path, prefix, k: documents[:k]).complete(
         CompletionRequest(example.path, text, example.line - 1, column)
     )
     assert completion.finish_reason in ("length", "stop")

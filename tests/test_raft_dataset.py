@@ -145,7 +145,7 @@ def test_the_server_sends_the_training_prompt_byte_for_byte(built):
             Document(d["path"], d["start_line"], d["end_line"], d["text"], d["symbol"])
             for d in example.documents
         ]
-        completer = Completer(model, serve, lambda query, path, k, found=documents: found[:k])
+        completer = Completer(model, serve, lambda query, path, prefix, k, found=documents: found[:k])
         text = (root / example.path).read_text()
         column = len(example.prefix.rsplit("\n", 1)[-1])
         completer.complete(CompletionRequest(example.path, text, example.line - 1, column))

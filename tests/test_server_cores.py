@@ -141,7 +141,7 @@ def test_snippets_are_kept_per_file_and_index_generation() -> None:
     a, b, c, d = (Document(f"m{i}.py", 1, 3, f"def f{i}():\n    x = {i}\n    return x\n") for i in range(4))
     ranking = [a, b, c, d]
     serve = replace(Config().serve, completion_snippets=2, completion_max_tokens=2, completion_cache_size=0)
-    completer = Completer(load_model(device="cpu"), serve, lambda query, path, k: ranking[:k])
+    completer = Completer(load_model(device="cpu"), serve, lambda query, path, prefix, k: ranking[:k])
 
     def snippets(path: str, context: str) -> set[Document]:
         request = CompletionRequest(path, "y = f(x)\n", 1, 0)
@@ -209,7 +209,7 @@ def test_no_secret_of_the_buffer_reaches_the_query_or_the_prompt() -> None:
     serve = replace(Config().serve, completion_max_tokens=2, completion_cache_size=0)
     queries: list[str] = []
     model = load_model(device="cpu")
-    completer = Completer(model, serve, lambda query, path, k: queries.append(query) or [])
+    completer = Completer(model, serve, lambda query, path, prefix, k: queries.append(query) or [])
     # The cursor in the middle of the line that uses them all, the token on the line above.
     result = completer.complete(CompletionRequest("app/settings.py", SETTINGS, 7, 29))
     received = model.tokenizer.decode(model._prompt_caches.entries[-1].ids)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from repolm.assist.explain import Explainer, Explanation, is_name
 from repolm.config import Progress, ServeConfig
+from repolm.indexer.code_uses import CALLABLE_KINDS
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
 from repolm.indexer.retrieval import Index
@@ -31,7 +32,7 @@ from repolm.model import LoadedModel
 from repolm.prompt import Document
 
 from .eval_split import EvalSplit
-from .eval_targets import CALLABLE_KINDS, read_redacted
+from .eval_targets import read_redacted
 
 _CITATION = re.compile(r"(?<![\w/.-])([\w.-]+(?:/[\w.-]+)*\.\w+):(\d+)")
 _FENCE = re.compile(r"```[\w+-]*\n?(.*?)```", re.DOTALL)

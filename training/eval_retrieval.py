@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from repolm.assist.completion import retrieval_query
 from repolm.assist.engine import code_hits
 from repolm.config import Progress, ServeConfig
+from repolm.indexer.code_uses import definition_chunk_ids
 from repolm.indexer.graph import Symbol
 from repolm.indexer.retrieval import Index
 
 from . import metrics
 from .eval_split import EvalSplit
-from .eval_targets import code_files, cursor_prefix, oracle_chunk_ids, read_redacted, sample_targets
+from .eval_targets import code_files, cursor_prefix, read_redacted, sample_targets
 from .retriever_pairs import DEFINITION_KINDS, first_sentence, question_about, without_name
 
 FAMILIES = ("completion", "docstring", "question")
@@ -80,8 +81,10 @@ def completion_ranks(
     ranks = []
     for done, target in enumerate(targets):
         report("retrieval", done, len(targets))
-        query = query_of(cursor_prefix(texts[target.path], target.line, target.column))
-        ranking = [hit.chunk_id for hit in code_hits(index, query, target.path, RANKED, serve, options.mode)]
+        prefix = cursor_prefix(texts[target.path], target.line, target.column)
+        query = query_of(prefix)
+        hits = code_hits(index, query, target.path, RANKED, serve, options.mode, prefix)
+        ranking = [hit.chunk_id for hit in hits]
         ranks.append(metrics.first_relevant_rank(ranking, frozenset(target.oracle_chunks)) if query else None)
     report("retrieval", len(targets), len(targets))
     return ranks
@@ -107,7 +110,7 @@ def definition_ranks(
     symbols = held_out_definitions(index, options.split, options.definitions, options.seed)
     for done, symbol in enumerate(symbols):
         report("questions", done, len(symbols))
-        relevant = frozenset(oracle_chunk_ids(index, symbol))
+        relevant = frozenset(definition_chunk_ids(index, symbol))
         if not relevant:
             continue
         sentence = without_name(first_sentence(symbol.docstring), symbol.name)

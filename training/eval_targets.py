@@ -20,21 +20,18 @@ found by resolving each name through the symbol graph from the file's imports an
 
 from __future__ import annotations
 
-import builtins
 import io
 import random
 import re
 import tokenize
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from repolm.config import Progress
-from repolm.indexer.code_chunks import parse_code
-from repolm.indexer.code_source import module_name
+from repolm.indexer.code_uses import STRING_LITERAL, LineUses, definition_chunk_ids, file_lines
 from repolm.indexer.graph import Symbol
-from repolm.indexer.records import ParsedFile
 from repolm.indexer.retrieval import Index
 from repolm.indexer.secrets import REDACTION_MARKER, redact
 from repolm.indexer.store import alive
@@ -43,14 +40,8 @@ from .eval_split import EvalSplit
 
 KINDS = ("first_use", "call", "line")
 MIN_TOKENS = 5
-CALLABLE_KINDS = frozenset({"function", "method", "class"})
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-_STRING = re.compile(r"""(?<!\w)[bfruBFRU]{0,2}("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+\S+\s+import\b|import\s)")
-_RECEIVERS = frozenset({"self", "cls", "this"})
-_BUILTINS = frozenset(dir(builtins))
 _COMMENT_MARKS = {"python": ("#",)}
 _C_COMMENT_MARKS = ("//", "/*", "*")
 
@@ -88,11 +79,6 @@ class FileFacts:
 
 # ---------------------------------------------------------------------------------------------------------
 # Lines and cursors
-
-
-def file_lines(text: str) -> list[str]:
-    """Lines as the indexer numbers them (tree-sitter rows: split on "\\n" only)."""
-    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def cursor_prefix(text: str, line: int, column: int) -> str:
@@ -139,7 +125,7 @@ def eligible_lines(language: str, text: str) -> set[int]:
         and not stripped.startswith(marks)
         and number not in excluded
         and token_count(stripped) >= MIN_TOKENS
-        and re.search(r"\w", _STRING.sub("", stripped))  # not a lone string piece
+        and re.search(r"\w", STRING_LITERAL.sub("", stripped))  # not a lone string piece
         and REDACTION_MARKER not in content
     }
 
@@ -168,92 +154,18 @@ def _python_string_lines(text: str) -> set[int]:
 # Which repository symbols a line uses
 
 
-def _innermost_scope(parsed: ParsedFile, line: int, module: str) -> str:
-    covering = [d for d in parsed.definitions if d.start_line <= line <= d.end_line]
-    best = min(covering, key=lambda d: d.end_line - d.start_line, default=None)
-    return best.qualname if best else module
-
-
 def analyze_file(index: Index, path: str, language: str, text: str) -> FileFacts:
-    """Eligible lines, the cross-file symbols each line uses, and the lines calling repository code.
-
-    A name is resolved only when the file says where it comes from: its head is imported, it is a
-    member reached through self/cls/this, or it is a bare function name called on that line (not a
-    builtin). `obj.method()` on a local variable, a literal or a call's result (`"".join`) is skipped:
-    its type is unknown, and the graph's "defined once in the repository" fallback would match any
-    same-named method.
-    """
+    """Eligible lines, the cross-file symbols each line uses, and the lines calling repository code
+    (resolved as `repolm.indexer.code_uses` resolves them)."""
     facts = FileFacts(eligible=eligible_lines(language, text))
-    parsed = parse_code(path, language, text)
-    graph = index.graph
-    imported = {imp.alias for imp in parsed.imports}
-    import_lines = {imp.line for imp in parsed.imports}
-    module = module_name(path)
-    lines = file_lines(text)
-    calls: dict[int, list[str]] = {}
-    for reference in parsed.references:
-        expression = reference.expression
-        head = expression.split(".")[0]
-        bare = "." not in expression  # `.join` in `"".join(...)` is a member, not a bare name
-        known = head in imported or head in _RECEIVERS or (bare and head not in _BUILTINS)
-        if reference.kind == "call" and known:
-            calls.setdefault(reference.line, []).append(expression)
-    resolved: dict[tuple[str, str], Symbol | None] = {}
-
-    def resolve(expression: str, scope: str) -> Symbol | None:
-        key = (expression, scope)
-        if key not in resolved:
-            resolved[key] = graph.resolve(expression, path, scope)
-        return resolved[key]
-
-    for number, content in enumerate(lines, 1):
-        if number in import_lines or _IMPORT_LINE.match(content) or not content.strip():
-            continue
-        code = _STRING.sub('""', content.split("#", 1)[0] if language == "python" else content)
-        called = calls.get(number, [])
-        expressions = [
-            e for e in _DOTTED.findall(code) if e.split(".")[0] in imported or e.split(".")[0] in _RECEIVERS
-        ]
-        if not expressions and not called:
-            continue
-        scope = _innermost_scope(parsed, number, module)
-        found: dict[str, Symbol] = {}
-        for expression in dict.fromkeys([*called, *expressions]):
-            symbol = _resolve_longest(expression, scope, resolve)
-            if symbol is None:
-                continue
-            if expression in called and symbol.kind in CALLABLE_KINDS:
-                facts.calls.add(number)
-            if symbol.path != path:
-                found.setdefault(symbol.qualname, symbol)
+    uses = LineUses(index, path, language, text)
+    for number in range(1, len(uses.lines) + 1):
+        found, calls = uses.at(number)
+        if calls:
+            facts.calls.add(number)
         if found:
-            facts.uses[number] = list(found.values())
+            facts.uses[number] = found
     return facts
-
-
-def _resolve_longest(
-    expression: str, scope: str, resolve: Callable[[str, str], Symbol | None]
-) -> Symbol | None:
-    """The longest leading part of a dotted expression that names a symbol (`mod.Class` in `mod.Class.x`)."""
-    parts = expression.split(".")
-    for end in range(len(parts), 0, -1):
-        if end == 1 and parts[0] in _RECEIVERS:
-            return None
-        symbol = resolve(".".join(parts[:end]), scope)
-        if symbol is not None:
-            return symbol
-    return None
-
-
-def oracle_chunk_ids(index: Index, symbol: Symbol) -> list[int]:
-    """The chunk that holds a symbol's definition: the innermost one covering the line of its name."""
-    row = index.store.db.execute(
-        "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id"
-        f" WHERE {alive('f', index.generation)} AND f.path = ? AND c.start_line <= ? AND c.end_line >= ?"
-        " ORDER BY c.end_line - c.start_line, c.id LIMIT 1",
-        (symbol.path, symbol.name_line, symbol.name_line),
-    ).fetchone()
-    return [row[0]] if row else []
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -357,7 +269,7 @@ def _target(index: Index, path: str, number: int, kind: str, lines: list[str], f
     content = lines[number - 1]
     column = len(content) - len(content.lstrip())
     symbols = facts.uses.get(number, [])
-    chunks = [chunk for symbol in symbols for chunk in oracle_chunk_ids(index, symbol)]
+    chunks = [chunk for symbol in symbols for chunk in definition_chunk_ids(index, symbol)]
     return Target(
         path,
         number,

@@ -84,9 +84,9 @@ class IndexSearch:
         self.serve = serve
         self.ranking: list[int] = []
 
-    def __call__(self, query: str, path: str, k: int) -> list[Document]:
+    def __call__(self, query: str, path: str, prefix: str, k: int) -> list[Document]:
         # The server's own request, only deeper so that the ranking can be scored.
-        code = code_hits(self.index, query, path, max(k, RANKED), self.serve, self.mode)
+        code = code_hits(self.index, query, path, max(k, RANKED), self.serve, self.mode, prefix)
         self.ranking = [hit.chunk_id for hit in code[:RANKED]]
         return [Document.from_chunk(hit.chunk) for hit in code[:k]]
 
@@ -97,7 +97,7 @@ class OracleSearch:
     def __init__(self) -> None:
         self.documents: list[Document] = []
 
-    def __call__(self, query: str, path: str, k: int) -> list[Document]:
+    def __call__(self, query: str, path: str, prefix: str, k: int) -> list[Document]:
         return self.documents[:k]
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from repolm.assist.completion import retrieval_query
 from repolm.config import Progress, ServeConfig
 from repolm.fim import template_named
+from repolm.indexer.code_uses import definition_chunk_ids, file_lines
 from repolm.indexer.graph import Symbol
 from repolm.indexer.retrieval import Index
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
@@ -41,8 +42,6 @@ from .eval_targets import (
     cursor_prefix,
     cursor_suffix,
     eligible_lines,
-    file_lines,
-    oracle_chunk_ids,
     read_redacted,
 )
 from .metrics import supplied_identifiers
@@ -157,7 +156,7 @@ def _cursors_in_file(
         definition_end = min(ends)
         column = len(content) - len(content.lstrip())
         symbols = facts.uses.get(number, [])
-        chunks = [c for s in symbols for c in oracle_chunk_ids(split.index, s)]
+        chunks = [c for s in symbols for c in definition_chunk_ids(split.index, s)]
         oracles = tuple(c for c in dict.fromkeys(chunks) if split.allows(split.index._spans[c].path))
         oracles = oracles[:MAX_ORACLES]
         used = (tuple(s.qualname for s in symbols), oracles, tuple((s.path, s.name_line) for s in symbols))

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from repolm.config import Progress
+from repolm.indexer.code_uses import CALLABLE_KINDS, definition_chunk_ids
 from repolm.indexer.graph import Symbol
 from repolm.prompt import Document, Prompt, PromptRequest, build_prompt
 
-from .eval_targets import CALLABLE_KINDS, oracle_chunk_ids
 from .raft_examples import (
     DatasetStats,
     Example,
@@ -260,7 +260,7 @@ def explain_examples(
         if len(examples) >= config.explain_examples:
             break
         progress("explain", done, len(symbols))
-        chunk_ids = oracle_chunk_ids(split.index, symbol)
+        chunk_ids = definition_chunk_ids(split.index, symbol)
         chunk = split.chunk(chunk_ids[0]) if chunk_ids else None
         if chunk is None:
             continue
@@ -268,7 +268,7 @@ def explain_examples(
         question = rng.choice(questions_for(split, symbol, Document.from_chunk(chunk)))
         oracles = []
         for path, line in question.oracle_places:
-            ids = oracle_chunk_ids(split.index, _at(symbol, path, line))
+            ids = definition_chunk_ids(split.index, _at(symbol, path, line))
             if ids and (found := split.chunk(ids[0])) is not None:
                 oracles.append(Document.from_chunk(found))
         if not oracles:
@@ -333,5 +333,5 @@ def _query(symbol: Symbol) -> str:
 
 
 def _at(symbol: Symbol, path: str, line: int) -> Symbol:
-    """A symbol-shaped place for `oracle_chunk_ids`, which only reads the path and the name's line."""
+    """A symbol-shaped place for `definition_chunk_ids`, which only reads the path and the name's line."""
     return Symbol(symbol.qualname, symbol.name, symbol.kind, path, line, line, line, 0, "", "", ())

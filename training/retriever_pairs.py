@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from repolm.assist.completion import retrieval_query
 from repolm.config import Progress
+from repolm.indexer.code_uses import definition_chunk_ids, file_lines
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES, Chunk
 from repolm.indexer.retrieval import Index, SearchFilter
@@ -35,7 +36,7 @@ from repolm.indexer.secrets import redact
 from repolm.indexer.store import alive
 
 from .eval_split import is_held_out
-from .eval_targets import analyze_file, cursor_prefix, file_lines, oracle_chunk_ids, read_redacted
+from .eval_targets import analyze_file, cursor_prefix, read_redacted
 from .raft_examples import RaftConfig, TrainingSplit, covers, example_rng
 
 KINDS = ("first_use", "call", "docstring", "doc", "question")
@@ -146,7 +147,7 @@ def _completion_drafts(split: TrainingSplit, config: PairConfig, report: Progres
             symbols = facts.uses[number]
             first = any(s.qualname not in seen for s in symbols)
             seen.update(s.qualname for s in symbols)
-            chunks = [c for s in symbols for c in oracle_chunk_ids(split.index, s)]
+            chunks = [c for s in symbols for c in definition_chunk_ids(split.index, s)]
             positives = tuple(c for c in dict.fromkeys(chunks) if split.allows(split.index._spans[c].path))
             if not positives:
                 continue
@@ -185,7 +186,7 @@ def _definition_drafts(split: TrainingSplit, config: PairConfig) -> list[_Draft]
         for symbol in split.index.graph.in_file(path):
             if symbol.kind not in DEFINITION_KINDS or symbol.name.startswith("__"):
                 continue
-            chunks = tuple(oracle_chunk_ids(split.index, symbol))
+            chunks = tuple(definition_chunk_ids(split.index, symbol))
             if not chunks:
                 continue
             place = ((symbol.path, symbol.name_line),)
@@ -217,7 +218,7 @@ def _doc_drafts(split: TrainingSplit) -> list[_Draft]:
             found = [s for s in graph.by_name(name.rsplit(".", 1)[-1]) if split.allows(s.path)]
             if len(found) != 1 or found[0].kind not in DEFINITION_KINDS:
                 continue
-            chunks = tuple(oracle_chunk_ids(split.index, found[0]))
+            chunks = tuple(definition_chunk_ids(split.index, found[0]))
             if chunks:
                 place = ((found[0].path, found[0].name_line),)
                 drafts.append(_Draft("doc", text[:DOC_QUERY_CHARS], path, chunks, place))

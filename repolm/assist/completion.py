@@ -62,7 +62,8 @@ _NOISE = frozenset(keyword.kwlist) | {
     REDACTION_MARKER.strip("[]"),  # where a secret was: it would pull in other files' secrets
 }
 
-Search = Callable[[str, str, int], Sequence[Document]]  # (query, current path, k) -> documents, best first
+# (query, current path, text before the cursor, k) -> documents, best first
+Search = Callable[[str, str, str, int], Sequence[Document]]
 
 
 class PositionError(ValueError):
@@ -273,7 +274,7 @@ class Completer:
         documents: Sequence[Document] = ()
         if self.search is not None and query:
             k = self.config.completion_snippets
-            candidates = self.search(query, request.path, STEADY_CANDIDATES * k)
+            candidates = self.search(query, request.path, prefix, STEADY_CANDIDATES * k)
             documents = self._steady_snippets((cache_key, request.path), candidates, k)
         timings["retrieve"] = time.perf_counter() - mark
         mark = time.perf_counter()

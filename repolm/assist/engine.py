@@ -24,6 +24,7 @@ from repolm.config import ACTIVE_LINK, ADAPTERS, RETRIEVER_MODEL, Config, Progre
 from repolm.engine_http import EngineError
 from repolm.indexer.builder import IndexSummary, update_index
 from repolm.indexer.code_graph import CodeGraph
+from repolm.indexer.code_uses import used_above
 from repolm.indexer.dense import Embedder, active_retriever_link
 from repolm.indexer.graph import Symbol
 from repolm.indexer.records import DOC_LANGUAGES
@@ -47,17 +48,29 @@ QUERY_CACHE_SIZE = 256
 
 
 def code_hits(
-    index: Index, query: str, path: str, limit: int, serve: ServeConfig, mode: str | None = None
+    index: Index,
+    query: str,
+    path: str,
+    limit: int,
+    serve: ServeConfig,
+    mode: str | None = None,
+    prefix: str = "",
 ) -> list[Hit]:
     """What a completion in `path` retrieves: code chunks (no docs) from other files, a few per file.
 
     The file being edited is left out entirely: its buffer goes to the prompt whole, and the index may
-    hold an older version of it (or, in evaluation, the text after the cursor). The evaluation harness
-    calls this too, so that it scores exactly the request users get.
+    hold an older version of it (or, in evaluation, the text after the cursor). With the text before
+    the cursor (`prefix`), the definitions of what the code above the cursor uses join the ranking
+    (`[serve] completion_context_weight`). The evaluation harness calls this too, so that it scores
+    exactly the request users get.
     """
     where = SearchFilter(exclude_paths=frozenset({path}))
     cap = serve.completion_per_file_cap
-    hits = index.search(query, mode=mode, k=limit * 2, where=where, per_file_cap=cap)
+    weight = serve.completion_context_weight
+    context = used_above(index, path, prefix) if weight > 0 and prefix else []
+    hits = index.search(
+        query, mode=mode, k=limit * 2, where=where, per_file_cap=cap, context=context, context_weight=weight
+    )
     return [hit for hit in hits if hit.chunk.language not in DOC_LANGUAGES][:limit]
 
 
@@ -320,7 +333,7 @@ class Engine:
             with self._index_lock:
                 return index.search(query, mode=mode, k=k, where=where)
 
-    def _search_code(self, query: str, path: str, k: int) -> list[Document]:
+    def _search_code(self, query: str, path: str, prefix: str, k: int) -> list[Document]:
         """Snippets for a completion prompt; none while there is no usable index."""
         try:
             with self._reading():
@@ -328,7 +341,7 @@ class Engine:
                 if index is None:
                     return []
                 with self._index_lock:
-                    hits = code_hits(index, query, path, k, self.config.serve)
+                    hits = code_hits(index, query, path, k, self.config.serve, prefix=prefix)
                     return [Document.from_chunk(hit.chunk) for hit in hits]
         except NoIndexError:
             return []
