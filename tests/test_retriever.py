@@ -115,7 +115,7 @@ def test_a_worse_retriever_is_not_promoted(repo, embedder):
     assert Embedder.for_repo(root, config).name == embedder.name  # serving still uses the base model
 
 
-def test_the_gate_is_paired_and_guards_questions():
+def test_the_gate_is_paired_and_wants_better_somewhere_worse_nowhere():
     def result(completion: list[int | None], questions: list[int | None]) -> dict:
         return {
             "completion": {"n": len(completion), "mrr": 0.0, "ranks": completion},
@@ -132,6 +132,13 @@ def test_the_gate_is_paired_and_guards_questions():
     assert (
         not decision.promote and "question MRR" in decision.reason and "worse beyond noise" in decision.reason
     )
+    # Completions no different (graph context finds their code either way), questions better: promoted;
+    # questions better at the cost of completions: refused.
+    sharper = result([None] * 30 + [5] * 30, [1] * 40)
+    vaguer = result([None] * 30 + [5] * 30, [3] * 40)
+    decision = decide_retriever(sharper, vaguer, ("new", "base"))
+    assert decision.promote and "question MRR" in decision.reason and ": better" in decision.reason
+    assert not decide_retriever(result([None] * 60, [1] * 40), vaguer, ("new", "base")).promote
     # Better MRR on questions, but half of them drop out of the first five: still refused.
     fifth = result([None] * 30 + [5] * 30, [5] * 40)
     top_or_sixth = result([1] * 30 + [5] * 30, [1] * 20 + [6] * 20)
