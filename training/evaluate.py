@@ -291,6 +291,7 @@ def evaluate(
             "completion_snippets": serve.completion_snippets,
             "completion_max_tokens": serve.completion_max_tokens,
             "per_file_cap": serve.completion_per_file_cap,
+            "context_weight": serve.completion_context_weight,
             "search": dataclasses.asdict(config.search),
         },
         "targets": {
