@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,11 +62,8 @@ def rank_cells(corpus: str, weights: list[float], limit: int) -> dict[str, objec
         try:
             for weight in weights:
                 serve = dataclasses.replace(config.serve, completion_context_weight=weight)
-                started = time.perf_counter()
                 ranks = completion_ranks(index, options, serve, retrieval_query, lambda *_: None)
-                seconds = time.perf_counter() - started
                 summary = family_summary(ranks)
-                summary["ms_per_query"] = round(1000 * seconds / max(1, len(ranks)), 2)
                 cells[f"{retriever}@{weight:g}"] = summary
                 print(f"{corpus} {retriever} weight {weight:g}: n={summary['n']} acc@1 {summary['acc@1']} "
                       f"acc@5 {summary['acc@5']} MRR {summary['mrr']}", flush=True)  # fmt: skip
