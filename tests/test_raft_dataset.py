@@ -12,11 +12,13 @@ from typing import ClassVar
 import pytest
 from raft_fixture import HELD_OUT_FILE, TRAINING_FILES, write_fixture_repo
 
-from repolm.assist.completion import Completer, CompletionRequest
+from repolm.assist.completion import Completer, CompletionRequest, retrieval_query
+from repolm.assist.engine import code_hits
 from repolm.config import ServeConfig, load_config
 from repolm.model import load_model
 from repolm.prompt import Document, PromptRequest, build_prompt
 from repolm.training.eval_split import is_held_out
+from repolm.training.eval_targets import cursor_prefix
 from repolm.training.raft_dataset import RaftConfig, build_dataset, read_jsonl, write_jsonl
 from repolm.training.raft_explain import ANSWER, quoted_spans
 from repolm.training.teacher import Teacher
@@ -82,6 +84,36 @@ def test_oracles_define_the_used_symbols_and_distractors_do_not(built):
             assert document["path"] != example.path  # never the target's own file
         checked += 1
     assert checked >= 50
+
+
+def test_hard_distractors_are_what_the_server_retrieves_at_the_cursor(built):
+    """Distractors come from the ranking a completion is served with (the query fused with the definitions
+    the code above the cursor uses), so the model learns to pick the oracle out of the snippets it will
+    be handed beside it; the query's ranking alone misses some of them."""
+    index, _, examples, _, root = built
+    depth = CONFIG.distractors + 8
+    served_only = 0
+    checked = 0
+    for example in [e for e in examples if e.task == "complete"]:
+        text = (root / example.path).read_text()
+        prefix = cursor_prefix(text, example.line, len(example.prefix.rsplit("\n", 1)[-1]))
+        query = retrieval_query(prefix)
+        hidden = frozenset({HELD_OUT_FILE})
+        served = {
+            (h.chunk.path, h.chunk.start_line)
+            for h in code_hits(index, query, example.path, depth, SERVE, "hybrid", prefix, hidden)
+        }
+        plain = {
+            (h.chunk.path, h.chunk.start_line)
+            for h in code_hits(index, query, example.path, depth, SERVE, "hybrid", "", hidden)
+        }
+        distractors = [(d["path"], d["start_line"]) for d in example.documents if not d["oracle"]]
+        # Every distractor but the one random chunk is from the served ranking.
+        assert sum(place not in served for place in distractors) <= 1, (example.path, example.line)
+        served_only += any(place in served - plain for place in distractors)
+        checked += 1
+    assert checked >= 50
+    assert served_only >= 5
 
 
 def test_cursors_where_only_the_oracle_shows_a_name_are_taken_first(built):

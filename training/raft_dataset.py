@@ -5,8 +5,9 @@ serve), plus the answer the model should produce after it:
 
 - `complete`: a cursor inside a definition; the answer is the rest of the line (or the new block). The
   oracle documents are the chunks that define the repository symbols the target uses (resolved through
-  the symbol graph, as the evaluation resolves them); distractors are the hybrid retriever's top chunks
-  for the serving query that are not oracles, plus one random chunk.
+  the symbol graph, as the evaluation resolves them); distractors are the top chunks that are not oracles
+  in the ranking the server completes with (the query's hybrid ranking fused with the definitions the
+  code above the cursor uses), plus one random chunk.
 - `explain`: questions about a symbol answered in steps that quote the sources verbatim
   (`raft_explain.py`), or an abstention when the oracle is absent.
 
@@ -261,6 +262,8 @@ def completion_example(split: TrainingSplit, cursor: Cursor, text: str, tokenize
         cursor.definitions,
         config.distractors,
         rng,
+        cursor.path,
+        prefix,
     )
     include = bool(oracle_docs) and rng.random() < config.oracle_probability
     documents = arrange(oracle_docs, distractors, include, rng)

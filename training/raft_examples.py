@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from repolm.assist.engine import code_hits
 from repolm.config import ServeConfig
 from repolm.indexer.records import DOC_LANGUAGES, Chunk
 from repolm.indexer.retrieval import Index, SearchFilter
@@ -175,11 +176,22 @@ class TrainingSplit:
             self._random_pool = sorted(cid for cid, span in spans.items() if self.allows(span.path))
         return self._random_pool
 
-    def search(self, query: str, exclude: frozenset[str], k: int) -> list[Chunk]:
-        """The hybrid retriever's top code chunks, never from the evaluation files or `exclude`."""
-        where = SearchFilter(exclude_paths=exclude | self.held_out)
-        cap = self.serve.completion_per_file_cap
-        hits = self.index.search(query, mode="hybrid", k=k, where=where, per_file_cap=cap)
+    def search(
+        self, query: str, exclude: frozenset[str], k: int, path: str = "", prefix: str = ""
+    ) -> list[Chunk]:
+        """The retriever's top code chunks, never from the evaluation files or `exclude`.
+
+        For a cursor in `path` with `prefix` above it, the ranking is the one the server completes with
+        (`code_hits`: the query's hybrid ranking fused with the definitions the code above uses), so the
+        hard negatives are the snippets the model will be handed beside the oracle when it is served.
+        """
+        hidden = exclude | self.held_out
+        if path:
+            hits = code_hits(self.index, query, path, k, self.serve, "hybrid", prefix, hidden)
+        else:
+            where = SearchFilter(exclude_paths=hidden)
+            cap = self.serve.completion_per_file_cap
+            hits = self.index.search(query, mode="hybrid", k=k, where=where, per_file_cap=cap)
         return [h.chunk for h in hits if h.chunk.language not in DOC_LANGUAGES and self.allows(h.chunk.path)]
 
     def chunk(self, chunk_id: int) -> Chunk | None:
@@ -198,8 +210,11 @@ def pick_distractors(
     forbidden: Sequence[tuple[str, int]],
     count: int,
     rng: random.Random,
+    path: str = "",
+    prefix: str = "",
 ) -> list[Document]:
-    """`count - 1` hard negatives from the retriever, then one random chunk.
+    """`count - 1` hard negatives from the retriever (as it ranks for a completion in `path` after
+    `prefix`, when given), then one random chunk.
 
     `forbidden` lists (path, line) places the answer comes from (a used symbol's definition): a chunk
     covering one would be an oracle in disguise, so it is never a distractor.
@@ -210,7 +225,8 @@ def pick_distractors(
     def allowed(chunk: Chunk) -> bool:
         return chunk.path not in exclude_paths and not any(covers(chunk, p, n) for p, n in forbidden)
 
-    hard = [c for c in split.search(query, exclude_paths, k=count + 8) if allowed(c)][: count - 1]
+    found = split.search(query, exclude_paths, count + 8, path, prefix)
+    hard = [c for c in found if allowed(c)][: count - 1]
     chosen = {(c.path, c.start_line, c.end_line) for c in hard}
     pool = split.chunk_ids_of_files()
     for _ in range(20):  # a few tries: the pool is mostly allowed chunks

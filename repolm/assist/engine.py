@@ -55,16 +55,18 @@ def code_hits(
     serve: ServeConfig,
     mode: str | None = None,
     prefix: str = "",
+    exclude: frozenset[str] = frozenset(),
 ) -> list[Hit]:
     """What a completion in `path` retrieves: code chunks (no docs) from other files, a few per file.
 
     The file being edited is left out entirely: its buffer goes to the prompt whole, and the index may
     hold an older version of it (or, in evaluation, the text after the cursor). With the text before
     the cursor (`prefix`), the definitions of what the code above the cursor uses join the ranking
-    (`[serve] completion_context_weight`). The evaluation harness calls this too, so that it scores
-    exactly the request users get.
+    (`[serve] completion_context_weight`). The evaluation harness and the RAFT dataset call this too, so
+    that they score and train on exactly the request users get; they leave out further files (`exclude`:
+    the evaluation split's).
     """
-    where = SearchFilter(exclude_paths=frozenset({path}))
+    where = SearchFilter(exclude_paths=exclude | {path})
     cap = serve.completion_per_file_cap
     weight = serve.completion_context_weight
     context = used_above(index, path, prefix) if weight > 0 and prefix else []
