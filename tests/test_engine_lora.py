@@ -93,8 +93,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory, vllm: str) -> Path:
     prompt = encode_prompt(tokenizer, PROMPT)
     answer = tokenizer(MARKER + "\n", add_special_tokens=False)["input_ids"]
     rows = [{"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}] * 4
+    # At 1e-2 the bf16 loss could climb and end near 2.3, with the marker unlearnt.
     config = TrainConfig(
-        max_steps=30, batch_size=2, gradient_accumulation=1, max_length=64, lora_r=8, learning_rate=1e-2,
+        max_steps=30, batch_size=2, gradient_accumulation=1, max_length=64, lora_r=8, learning_rate=1e-3,
         warmup_steps=0, save_steps=30, logging_steps=10, progress=False,
     )  # fmt: skip
     train_rows(rows, Registry(load_config(root).index_path(root)).path("marker"), config, "raft")
