@@ -24,18 +24,17 @@ class Vocab:
     special: frozenset[int]
     _sorted: tuple[bytes, ...] = field(repr=False)  # non-empty pieces, sorted
     _sorted_ids: tuple[int, ...] = field(repr=False)
-    _by_piece: dict[bytes, int] = field(repr=False)
+    # Every id of a piece: SentencePiece vocabularies hold a single byte twice, as a token ("\n") and
+    # as its byte fallback ("<0x0A>"), and only the model's scores can tell which it would write.
+    _by_piece: dict[bytes, tuple[int, ...]] = field(repr=False)
 
     @classmethod
     def from_pieces(cls, pieces: Sequence[bytes], special: frozenset[int]) -> Vocab:
         order = sorted((p, i) for i, p in enumerate(pieces) if p)
-        return cls(
-            tuple(pieces),
-            special,
-            tuple(p for p, _ in order),
-            tuple(i for _, i in order),
-            {p: i for p, i in order},
-        )
+        by_piece: dict[bytes, tuple[int, ...]] = {}
+        for piece, token in order:
+            by_piece[piece] = (*by_piece.get(piece, ()), token)
+        return cls(tuple(pieces), special, tuple(p for p, _ in order), tuple(i for _, i in order), by_piece)
 
     def piece(self, token: int) -> bytes:
         return self.pieces[token] if 0 <= token < len(self.pieces) else b""
@@ -68,7 +67,8 @@ class Vocab:
             for i in self._starting_with(pending)
             if not (indented and self._sorted[i][len(pending) : len(pending) + 1] in (b" ", b"\t"))
         ]
-        ids += [self._by_piece[pending[:n]] for n in range(1, len(pending)) if pending[:n] in self._by_piece]
+        for n in range(1, len(pending)):
+            ids += self._by_piece.get(pending[:n], ())
         return ids
 
 

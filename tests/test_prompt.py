@@ -206,3 +206,15 @@ def test_healing_never_lets_the_model_re_indent_the_line_the_user_indented() -> 
     allowed = {pieces[i] for i in vocab.consistent_with(b"    ")}
     assert allowed == {b"    ", b"    return"}  # not 8 spaces, not "     x"
     assert {pieces[i] for i in vocab.consistent_with(b"\n")} == {b"\n", b"\n    "}  # a new line may indent
+
+
+def test_healing_offers_every_token_of_a_piece_so_the_model_can_write_its_own() -> None:
+    """A SentencePiece vocabulary holds "\n" both as a token and as its byte fallback "<0x0A>". Healing
+    "\n    " must offer both: forced onto the fallback, Gemma 3 read a token sequence it never saw in
+    training and wrote words of other languages where the line went."""
+    from repolm.vocab import Vocab
+
+    pieces = [b"", b"\n", b"    ", b" ", b"  ", b"\n", b"x"]  # ids 1 and 5: a token and its byte fallback
+    vocab = Vocab.from_pieces(pieces, frozenset({0}))
+    assert sorted(vocab.consistent_with(b"\n    ")) == [1, 5]
+    assert sorted(vocab.consistent_with(b"    ")) == [2, 3, 4]
