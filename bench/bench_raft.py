@@ -3,7 +3,8 @@ oracle on held-out files of real repositories, paired per target, per repository
 
     python bench/bench_raft.py [--corpora httpx jinja2 werkzeug] [--profile standard] [--steps N]
                                [--limit 150] [--models base plain raft] [--arms in_file hybrid oracle]
-                               [--reuse] [--budget TOKENS] [--retriever FOLDER]
+                               [--reuse] [--budget TOKENS] [--retriever CORPUS=FOLDER ...]
+                               [--base FOLDER]
                                [--out bench/results/raft.json]
 
 For each corpus (a pinned PyPI sdist, downloaded and copied fresh), as a user would: `repolm index`,
@@ -11,9 +12,12 @@ For each corpus (a pinned PyPI sdist, downloaded and copied fresh), as a user wo
 then `repolm eval` of every model on every arm over the same held-out targets (the file split: files
 the training never saw). Every comparison is paired target by target with a bootstrap interval, per
 repository and pooled over all of them; the oracle comparison is over the targets that have oracle
-chunks. All arms retrieve with the embedded MiniLM; `--retriever` runs the hybrid arm once more with a
-fine-tuned embedding model (`hybrid_tuned`: `repolm retrain --retriever-only` makes one). Writes the
-JSON (`--out`) and an HTML report with its plots beside it (`<out stem>_report/`).
+chunks. All arms retrieve with the embedded MiniLM; `--retriever` runs the hybrid arm once more with
+each corpus's fine-tuned embedding model (`hybrid_tuned`: `repolm retrain --retriever-only` makes one,
+as `bench_retriever.py` does on the same file split; a lone FOLDER serves a single corpus). `--base`
+trains and evaluates another base model (a local Hugging Face folder, set as `[serve] model` in each
+copy, as a user would) in copies of its own. Writes the JSON (`--out`) and an HTML report with its plots
+beside it (`<out stem>_report/`).
 """
 
 from __future__ import annotations
@@ -104,9 +108,25 @@ def reused(repo: Path, name: str) -> dict | None:
     return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
 
 
+def copy_folder(corpus: str, base: Path | None) -> Path:
+    """Where a corpus is copied, indexed and trained on: one copy per base model."""
+    return HERE / ".cache" / (f"raft-{corpus}-{base.name}" if base else f"raft-{corpus}")
+
+
+def write_settings(repo: Path, base: Path | None, budget: int | None = None) -> None:
+    """The copy's `repolm.toml`: the base model and the completion prompt budget, where not the defaults."""
+    lines = [f'model = "{base.resolve()}"'] if base else []
+    lines += [f"completion_budget = {budget}"] if budget else []
+    settings = repo / "repolm.toml"
+    settings.unlink(missing_ok=True)
+    if lines:
+        settings.write_text("[serve]\n" + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
 def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
-    folder = HERE / ".cache" / f"raft-{corpus}"
+    folder = copy_folder(corpus, args.base)
     repo = folder if args.reuse and (folder / ".repolm").is_dir() else fresh_copy(corpus, folder)
+    write_settings(repo, args.base)  # training builds its prompts with the base model's tokenizer
     started = time.perf_counter()
     repolm("index", str(repo), "--json")
     index_seconds = round(time.perf_counter() - started, 1)
@@ -115,12 +135,10 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
         if name in args.models:
             earlier = reused(repo, name) if args.reuse else None
             trained[name] = earlier or train(repo, name, args.profile, args.steps, plain=name == "plain")
-    settings = repo / "repolm.toml"  # the evaluation's prompt budget, as a user would set it
-    settings.unlink(missing_ok=True)
-    if args.budget:
-        settings.write_text(f"[serve]\ncompletion_budget = {args.budget}\n", encoding="utf-8")
+    write_settings(repo, args.base, args.budget)  # the evaluation's prompt budget, as a user would set it
     work = HERE / ".cache" / "raft-eval"  # each run's full evaluation (records, its own report)
-    evaluation_file = work / f"{corpus}{f'-{args.budget}' if args.budget else ''}.json"
+    stem = folder.name.removeprefix("raft-")
+    evaluation_file = work / f"{stem}{f'-{args.budget}' if args.budget else ''}.json"
     adapters = {name: f"--adapter={name}={repo / '.repolm' / 'adapters' / name}" for name in trained}
     started = time.perf_counter()
 
@@ -148,7 +166,7 @@ def run_corpus(corpus: str, args: argparse.Namespace) -> dict:
     # the comparisons that use it (base and RAFT; the plain control has none).
     if args.retriever:
         tuned = evaluate(evaluation_file.with_name(f"{evaluation_file.stem}-tuned.json"), ["hybrid"],
-                         str(args.retriever), [m for m in trained if m != "plain"])  # fmt: skip
+                         str(args.retriever[corpus]), [m for m in trained if m != "plain"])  # fmt: skip
         for record, again in zip(evaluation["records"], tuned["records"], strict=True):
             assert (record["path"], record["line"]) == (again["path"], again["line"])
             for model, arms in again["models"].items():
@@ -271,7 +289,7 @@ def oracle_ceiling(records: list[dict], model: str = "raft") -> dict | None:
     }
 
 
-def write_html(result: dict, folder: Path) -> Path:
+def write_html(result: dict, folder: Path, base: Path | None) -> Path:
     """The report: the score table per corpus, the paired differences as a forest plot, and the loss
     curves of the trained adapters."""
     import matplotlib
@@ -304,7 +322,7 @@ def write_html(result: dict, folder: Path) -> Path:
     curves = []
     for corpus, data in result["corpora"].items():
         for name in data["train"]:
-            curve = HERE / ".cache" / f"raft-{corpus}" / ".repolm" / "adapters" / name / "loss_curve.json"
+            curve = copy_folder(corpus, base) / ".repolm" / "adapters" / name / "loss_curve.json"
             if curve.is_file():
                 curves.append((f"{corpus} {name}", json.loads(curve.read_text(encoding="utf-8"))))
     if curves:
@@ -341,6 +359,17 @@ def write_html(result: dict, folder: Path) -> Path:
     return page
 
 
+def retrievers(parser: argparse.ArgumentParser, values: list[str], corpora: list[str]) -> dict[str, Path]:
+    """`--retriever` as corpus → folder: CORPUS=FOLDER for each corpus, or one FOLDER for one corpus."""
+    if len(values) == 1 and "=" not in values[0] and len(corpora) == 1:
+        return {corpora[0]: Path(values[0])}
+    pairs = [value.partition("=") for value in values]
+    found = {corpus: Path(folder) for corpus, equals, folder in pairs if equals and folder}
+    if len(found) != len(values) or (values and set(found) != set(corpora)):
+        parser.error("--retriever takes CORPUS=FOLDER for every corpus (or one FOLDER with one corpus)")
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -364,18 +393,28 @@ def main() -> int:
     )
     parser.add_argument(
         "--retriever",
+        nargs="+",
+        default=[],
+        metavar="CORPUS=FOLDER",
+        help="also run the hybrid arm with each corpus's fine-tuned sentence-transformers folder"
+        " (arm hybrid_tuned)",
+    )
+    parser.add_argument(
+        "--base",
         type=Path,
         metavar="FOLDER",
-        help="also run the hybrid arm with this fine-tuned sentence-transformers folder (arm hybrid_tuned)",
+        help="train and evaluate this base model (a local Hugging Face folder) instead of the embedded one",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "raft.json")
     args = parser.parse_args()
+    args.retriever = retrievers(parser, args.retriever, args.corpora)
     command = " ".join(["python", "bench/bench_raft.py", *sys.argv[1:]])
     corpora = {corpus: run_corpus(corpus, args) for corpus in args.corpora}
     pooled_records = [record for data in corpora.values() for record in data["records"]]
     result = {
         "command": command,
         "machine": machine(),
+        "base_model": str(args.base) if args.base else "embedded",
         "corpora": {
             name: {
                 **{key: value for key, value in data.items() if key != "records"},
@@ -387,7 +426,7 @@ def main() -> int:
         "comparisons": compare(corpora, args.seed),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    page = write_html(result, args.out.with_name(f"{args.out.stem}_report"))
+    page = write_html(result, args.out.with_name(f"{args.out.stem}_report"), args.base)
     for row in result["comparisons"]:
         es, n = row["pooled"]["edit_similarity"], row["pooled"]["n"]
         em = row["pooled"]["exact_match"]
