@@ -14,10 +14,9 @@ the training never saw). Every comparison is paired target by target with a boot
 repository and pooled over all of them; the oracle comparison is over the targets that have oracle
 chunks. All arms retrieve with the embedded MiniLM; `--retriever` runs the hybrid arm once more with
 each corpus's fine-tuned embedding model (`hybrid_tuned`: `repolm retrain --retriever-only` makes one,
-as `bench_retriever.py` does on the same file split; a lone FOLDER serves a single corpus). `--base`
-trains and evaluates another base model (a local Hugging Face folder, set as `[serve] model` in each
-copy, as a user would) in copies of its own. Writes the JSON (`--out`) and an HTML report with its plots
-beside it (`<out stem>_report/`).
+as `bench_retriever.py` does on the same file split). `--base` trains and evaluates another base model
+(a local Hugging Face folder, set as `[serve] model` in each copy, as a user would) in copies of its
+own. Writes the JSON (`--out`) and an HTML report with its plots beside it (`<out stem>_report/`).
 """
 
 from __future__ import annotations
@@ -360,13 +359,11 @@ def write_html(result: dict, folder: Path, base: Path | None) -> Path:
 
 
 def retrievers(parser: argparse.ArgumentParser, values: list[str], corpora: list[str]) -> dict[str, Path]:
-    """`--retriever` as corpus → folder: CORPUS=FOLDER for each corpus, or one FOLDER for one corpus."""
-    if len(values) == 1 and "=" not in values[0] and len(corpora) == 1:
-        return {corpora[0]: Path(values[0])}
+    """`--retriever` as corpus → folder: CORPUS=FOLDER for each corpus, or none."""
     pairs = [value.partition("=") for value in values]
     found = {corpus: Path(folder) for corpus, equals, folder in pairs if equals and folder}
     if len(found) != len(values) or (values and set(found) != set(corpora)):
-        parser.error("--retriever takes CORPUS=FOLDER for every corpus (or one FOLDER with one corpus)")
+        parser.error("--retriever takes CORPUS=FOLDER for every corpus")
     return found
 
 
